@@ -1,0 +1,181 @@
+// Command imagedrop makes container images appear on a node: it imports
+// image archives and pre-pulls image lists into containerd, once
+// (`imagedrop import FILE...`) or continuously from a watched directory
+// (`imagedrop watch`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/imagedrop/imagedrop/importer"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode maps run's error to the process exit status: 0 on success, 2 for
+// bad usage, 1 for anything else.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "imagedrop: %v\n", err)
+		return 2
+	case errors.Is(err, errFilesFailed):
+		return 1
+	}
+	fmt.Fprintf(stderr, "imagedrop: %v\n", err)
+	return 1
+}
+
+const usage = `imagedrop makes container images appear on a node.
+
+Usage:
+  imagedrop import [flags] FILE...   import archives and pre-pull lists once
+  imagedrop watch [flags]            preload, then watch the images directory
+  imagedrop version                  print the version
+
+Every flag has an environment twin: --containerd-address is IMAGEDROP_CONTAINERD_ADDRESS.
+Run "imagedrop COMMAND -h" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{errors.New("no command given")}
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "import":
+		return runImport(ctx, rest, stdout, stderr)
+	case "watch":
+		return runWatch(ctx, rest, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "imagedrop %s %s\n", buildVersion(), runtime.Version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// commonConfig is what every command that talks to containerd needs.
+type commonConfig struct {
+	containerdAddress string
+	importer          importer.Config
+	logLevel          string
+	logFormat         string
+}
+
+func (c *commonConfig) register(fs *flag.FlagSet) {
+	c.importer = importer.DefaultConfig()
+	fs.StringVar(&c.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
+	fs.StringVar(&c.importer.Namespace, "namespace", c.importer.Namespace, "containerd namespace (CRI uses k8s.io)")
+	fs.Var(newListFlag(&c.importer.ExtraRegistries), "extra-registry", "also tag every image under this registry (repeatable; env: comma-separated)")
+	fs.BoolVar(&c.importer.Pin, "pin", c.importer.Pin, "pin images against kubelet image GC")
+	fs.BoolVar(&c.importer.Unpack, "unpack", c.importer.Unpack, "unpack imported images for the node's platform")
+	fs.StringVar(&c.importer.Snapshotter, "snapshotter", c.importer.Snapshotter, "snapshotter to unpack into")
+	fs.StringVar(&c.importer.Platform, "platform", "", "platform to unpack (default: the node's)")
+	fs.Var(sizeFlag{&c.importer.ZstdMaxWindow}, "zstd-max-window", "largest zstd window accepted (memory cap), e.g. 512MiB")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+}
+
+func (c *commonConfig) validate() error {
+	if c.containerdAddress == "" {
+		return errors.New("--containerd-address must not be empty")
+	}
+	if err := c.importer.Validate(); err != nil {
+		return err
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	return nil
+}
+
+func (c *commonConfig) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.logLevel)) // checked by validate
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// connect dials containerd and checks that it answers.
+func (c *commonConfig) connect(ctx context.Context) (*containerd.Client, error) {
+	client, err := containerd.New(c.containerdAddress,
+		containerd.WithDefaultNamespace(c.importer.Namespace),
+		containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", c.containerdAddress, err)
+	}
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := client.Version(vctx); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("containerd at %s does not answer: %w", c.containerdAddress, err)
+	}
+	return client, nil
+}
+
+// newFlagSet returns a flag set whose usage names the command.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: imagedrop %s\n\nFlags (each also as IMAGEDROP_<NAME>):\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func joinOr(s []string, empty string) string {
+	if len(s) == 0 {
+		return empty
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,285 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// normalizeReference turns "busybox" into "docker.io/library/busybox:latest"
+// and checks that s is a full reference.
+func normalizeReference(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty reference")
+	}
+	named, err := reference.ParseNormalizedNamed(s)
+	if err != nil {
+		return "", err
+	}
+	return reference.TagNameOnly(named).String(), nil
+}
+
+// retagNames returns name under each extra registry, as k3s does for its
+// system-default-registry: docker.io/library/busybox:1.36 under
+// registry.local:5000 is registry.local:5000/library/busybox:1.36. A registry
+// the image already lives under is skipped.
+func retagNames(name string, registries []string) ([]string, error) {
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return nil, fmt.Errorf("parse %q: %w", name, err)
+	}
+	domain, path := reference.Domain(named), reference.Path(named)
+	suffix := strings.TrimPrefix(name, named.Name())
+	var out []string
+	for _, r := range registries {
+		if r == domain || strings.HasPrefix(named.Name(), r+"/") {
+			continue
+		}
+		n := r + "/" + path + suffix
+		if _, err := reference.ParseNormalizedNamed(n); err != nil {
+			return nil, fmt.Errorf("retag %s under %s: %w", name, r, err)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// store names found (and their retags) in the image store with imagedrop's
+// labels, adds distribution-source labels to their content and, with
+// unpack, unpacks them for the node's platform. It returns every name it
+// set, sorted, and how many images were unpacked. If it fails part way, the
+// images it created are removed again; images that existed before are left.
+func (im *Importer) store(ctx context.Context, found []images.Image, source string, unpack bool) (names []string, unpacked int, err error) {
+	labels := map[string]string{LabelSource: source, labelCRIManaged: "managed"}
+	if im.cfg.Pin {
+		labels[LabelPinned] = LabelPinnedValue
+	}
+
+	all := make([]images.Image, 0, len(found))
+	for _, img := range found {
+		all = append(all, images.Image{Name: img.Name, Target: img.Target, Labels: labels})
+		tags, err := retagNames(img.Name, im.cfg.ExtraRegistries)
+		if err != nil {
+			im.obs.Retagged("failure")
+			return nil, 0, err
+		}
+		for _, t := range tags {
+			all = append(all, images.Image{Name: t, Target: img.Target, Labels: labels})
+		}
+	}
+	all = dedupeImages(all)
+
+	for _, img := range found {
+		if err := im.labelDistributionSource(ctx, img, all); err != nil {
+			return nil, 0, err
+		}
+	}
+
+	var created []string
+	defer func() {
+		if err != nil {
+			im.rollback(ctx, created)
+		}
+	}()
+	isRetag := func(name string) bool {
+		return !slices.ContainsFunc(found, func(f images.Image) bool { return f.Name == name })
+	}
+	for _, img := range all {
+		isNew, err := im.upsert(ctx, img)
+		if isRetag(img.Name) {
+			if err != nil {
+				im.obs.Retagged("failure")
+			} else {
+				im.obs.Retagged("success")
+			}
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if isNew {
+			created = append(created, img.Name)
+		}
+		names = append(names, img.Name)
+	}
+
+	if unpack && im.cfg.Unpack {
+		if unpacked, err = im.unpack(ctx, found); err != nil {
+			return nil, 0, err
+		}
+	}
+	slices.Sort(names)
+	return names, unpacked, nil
+}
+
+// upsert creates img, or points an existing image of that name at its target
+// with its labels. It reports whether the image is new.
+func (im *Importer) upsert(ctx context.Context, img images.Image) (bool, error) {
+	is := im.client.ImageService()
+	if _, err := is.Update(ctx, img, "target", "labels"); err == nil {
+		return false, nil
+	} else if !errdefs.IsNotFound(err) {
+		return false, fmt.Errorf("update image %s: %w", img.Name, err)
+	}
+	if _, err := is.Create(ctx, img); err != nil {
+		if errdefs.IsAlreadyExists(err) { // created concurrently: take it over
+			_, err = is.Update(ctx, img, "target", "labels")
+			return false, err
+		}
+		return false, fmt.Errorf("create image %s: %w", img.Name, err)
+	}
+	return true, nil
+}
+
+func (im *Importer) rollback(ctx context.Context, names []string) {
+	ctx = context.WithoutCancel(ctx)
+	for _, n := range names {
+		if err := im.client.ImageService().Delete(ctx, n); err != nil && !errdefs.IsNotFound(err) {
+			im.log.Warn("remove image of failed import", "image", n, "err", err)
+		}
+	}
+}
+
+// labelDistributionSource sets containerd.io/distribution.source.<registry>
+// on every blob of img for each name it is stored under, as a pull would.
+func (im *Importer) labelDistributionSource(ctx context.Context, img images.Image, all []images.Image) error {
+	sources := map[string][]string{} // label key → repositories
+	for _, a := range all {
+		if a.Target.Digest != img.Target.Digest {
+			continue
+		}
+		named, err := reference.ParseNormalizedNamed(a.Name)
+		if err != nil {
+			continue
+		}
+		key := labelDistributionSource + reference.Domain(named)
+		sources[key] = append(sources[key], reference.Path(named))
+	}
+	cs := im.client.ContentStore()
+	var descs []ocispec.Descriptor
+	walk := func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		descs = append(descs, desc)
+		children, err := images.Children(ctx, cs, desc)
+		if errdefs.IsNotFound(err) {
+			return nil, images.ErrSkipDesc
+		}
+		return children, err
+	}
+	if err := images.Walk(ctx, images.HandlerFunc(walk), img.Target); err != nil {
+		return fmt.Errorf("walk %s: %w", img.Name, err)
+	}
+	for _, d := range descs {
+		info, err := cs.Info(ctx, d.Digest)
+		if errdefs.IsNotFound(err) {
+			continue // a platform or layer that is not in the archive
+		}
+		if err != nil {
+			return fmt.Errorf("content info %s: %w", d.Digest, err)
+		}
+		update := content.Info{Digest: d.Digest, Labels: map[string]string{}}
+		var paths []string
+		for key, repos := range sources {
+			have := splitNonEmpty(info.Labels[key])
+			merged := have
+			for _, r := range repos {
+				if !slices.Contains(merged, r) {
+					merged = append(merged, r)
+				}
+			}
+			if len(merged) != len(have) {
+				update.Labels[key] = strings.Join(merged, ",")
+				paths = append(paths, "labels."+key)
+			}
+		}
+		if len(paths) == 0 {
+			continue
+		}
+		if _, err := cs.Update(ctx, update, paths...); err != nil {
+			return fmt.Errorf("label content %s: %w", d.Digest, err)
+		}
+	}
+	return nil
+}
+
+func splitNonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// unpack unpacks each distinct image whose content for the node's platform
+// is complete, so that the first container start does not pay for it.
+func (im *Importer) unpack(ctx context.Context, found []images.Image) (int, error) {
+	cs := im.client.ContentStore()
+	seen := map[string]bool{}
+	n := 0
+	for _, img := range found {
+		if seen[img.Target.Digest.String()] {
+			continue
+		}
+		seen[img.Target.Digest.String()] = true
+		available, _, _, missing, err := images.Check(ctx, cs, img.Target, im.platform)
+		if err != nil {
+			return n, fmt.Errorf("check %s: %w", img.Name, err)
+		}
+		if !available || len(missing) > 0 {
+			im.log.Debug("image has no complete content for this platform; not unpacked", "image", img.Name)
+			continue
+		}
+		if err := containerd.NewImageWithPlatform(im.client, img, im.platform).Unpack(ctx, im.cfg.Snapshotter); err != nil {
+			return n, fmt.Errorf("unpack %s into %s: %w", img.Name, im.cfg.Snapshotter, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Exist reports whether every named image is in containerd.
+func (im *Importer) Exist(ctx context.Context, names []string) (bool, error) {
+	ctx = im.nsContext(ctx)
+	for _, n := range names {
+		if _, err := im.client.ImageService().Get(ctx, n); err != nil {
+			if errdefs.IsNotFound(err) {
+				return false, nil
+			}
+			return false, fmt.Errorf("get image %s: %w", n, err)
+		}
+	}
+	return true, nil
+}
+
+// Unpin removes the pin label from the named images so kubelet may collect
+// them. Images are never deleted; missing ones are ignored.
+func (im *Importer) Unpin(ctx context.Context, names []string) error {
+	ctx = im.nsContext(ctx)
+	var errs []error
+	for _, n := range names {
+		img, err := im.client.ImageService().Get(ctx, n)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("get image %s: %w", n, err))
+			continue
+		}
+		if _, ok := img.Labels[LabelPinned]; !ok {
+			continue
+		}
+		delete(img.Labels, LabelPinned)
+		if _, err := im.client.ImageService().Update(ctx, img, "labels."+LabelPinned); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("unpin image %s: %w", n, err))
+		}
+	}
+	return errors.Join(errs...)
+}

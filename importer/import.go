@@ -1,0 +1,261 @@
+package importer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/images/archive"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/errdefs"
+	"github.com/klauspost/compress/zstd"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// leaseExpiry bounds how long the content of an interrupted import survives
+// if imagedrop dies before releasing its lease.
+const leaseExpiry = 24 * time.Hour
+
+// ImportArchive streams the archive at path into containerd and creates,
+// labels, retags and unpacks the images it names. The file is only read.
+//
+// All content is written under a lease that is released when the import
+// ends, so a failed import leaves nothing behind for the garbage collector
+// to keep; images are created only once the whole archive has been read.
+func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result, err error) {
+	res = Result{Path: path, Kind: KindArchive}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("import %s: %w", path, err)
+		}
+	}()
+
+	f, err := os.Open(path)
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	if st.Size() == 0 {
+		return res, ErrEmpty
+	}
+
+	ctx, release, err := im.lease(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer func() { release(err != nil) }()
+
+	cr := &countingReader{r: f, obs: im.obs}
+	stop := im.logProgress(path, st.Size(), cr)
+	defer stop()
+
+	tr, compression, closeDecoder, err := decompress(cr, DecompressOptions{ZstdMaxWindow: im.cfg.ZstdMaxWindow})
+	if err != nil {
+		return res, err
+	}
+	defer closeDecoder()
+	res.Compression = compression
+
+	index, err := archive.ImportIndex(ctx, im.client.ContentStore(), tr)
+	if err != nil {
+		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
+	}
+	// The tar ends before the compressed stream does: read the rest so that a
+	// damaged trailer (gzip checksum, zstd frame end) is still an error.
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
+	}
+	res.BytesRead = cr.n.Load()
+
+	found, skipped, err := im.collectImages(ctx, index)
+	if err != nil {
+		return res, err
+	}
+	res.SkippedPlatforms = skipped
+	if len(found) == 0 {
+		return res, errors.New("archive names no images (no RepoTags in manifest.json and no image name annotations in index.json)")
+	}
+
+	names, unpacked, err := im.store(ctx, found, filepath.Base(path), true)
+	res.Images, res.Unpacked = names, unpacked
+	if err != nil {
+		return res, err
+	}
+	im.obs.ImagesImported(len(found))
+	return res, nil
+}
+
+// describeReadError turns a failure to read the archive into a message that
+// says what is wrong with the file.
+func describeReadError(err error, c Compression, zstdWindow uint64) error {
+	switch {
+	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		return fmt.Errorf("zstd window larger than the %d MiB allowed (raise --zstd-max-window): %w", zstdWindow>>20, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("archive is truncated (%s): %w", c, err)
+	case err.Error() == "unrecognized image format":
+		return errors.New("not an image archive: no manifest.json (docker save) or index.json (OCI layout) found")
+	}
+	return fmt.Errorf("read %s archive: %w", c, err)
+}
+
+// collectImages walks the index ImportIndex wrote and returns the named images
+// it holds, every platform included. Manifests whose content is not in the
+// archive (platforms left out of an export) are skipped and counted.
+func (im *Importer) collectImages(ctx context.Context, index ocispec.Descriptor) ([]images.Image, int, error) {
+	cs := im.client.ContentStore()
+	var (
+		found   []images.Image
+		skipped atomic.Int64
+		unnamed int
+	)
+	handler := func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		if desc.Digest != index.Digest {
+			children, err := images.Children(ctx, cs, desc)
+			if errdefs.IsNotFound(err) {
+				skipped.Add(1)
+				return nil, images.ErrSkipDesc
+			}
+			return children, err
+		}
+		p, err := content.ReadBlob(ctx, cs, desc)
+		if err != nil {
+			return nil, fmt.Errorf("read index: %w", err)
+		}
+		var idx ocispec.Index
+		if err := json.Unmarshal(p, &idx); err != nil {
+			return nil, fmt.Errorf("decode index: %w", err)
+		}
+		for _, m := range idx.Manifests {
+			if _, ok := m.Annotations[images.AnnotationManifestSubject]; ok {
+				continue // a referrer (signature, SBOM), not an image
+			}
+			name, ok := imageName(m.Annotations)
+			if !ok {
+				unnamed++
+				continue
+			}
+			found = append(found, images.Image{Name: name, Target: m})
+		}
+		return idx.Manifests, nil
+	}
+	if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(cs, handler), index); err != nil {
+		return nil, 0, fmt.Errorf("walk archive index: %w", err)
+	}
+	if unnamed > 0 {
+		im.log.Warn("archive has manifests without a usable image name; they are not imported", "count", unnamed)
+	}
+	return dedupeImages(found), int(skipped.Load()), nil
+}
+
+// imageName is the normalised name of an image in an archive index: the
+// containerd name annotation (docker save, BuildKit), else an OCI ref.name
+// that is a full reference (skopeo writes "busybox:1.36"). A bare tag such
+// as "latest" names no repository and gives no name.
+func imageName(annotations map[string]string) (string, bool) {
+	if n, err := normalizeReference(annotations[images.AnnotationImageName]); err == nil {
+		return n, true
+	}
+	ref := annotations[ocispec.AnnotationRefName]
+	if !strings.ContainsAny(ref, ":/@") {
+		return "", false // a tag alone ("latest", "v1")
+	}
+	if n, err := normalizeReference(ref); err == nil {
+		return n, true
+	}
+	return "", false
+}
+
+// dedupeImages keeps the last image of each name, in first-seen order.
+func dedupeImages(in []images.Image) []images.Image {
+	last := make(map[string]int, len(in))
+	for i, img := range in {
+		last[img.Name] = i
+	}
+	out := in[:0:0]
+	for i, img := range in {
+		if last[img.Name] == i {
+			out = append(out, img)
+		}
+	}
+	return out
+}
+
+// lease returns ctx with a new lease that holds everything the import
+// writes until it ends, and the func that releases it. After a failure the
+// release waits for garbage collection, so nothing of the file is left.
+func (im *Importer) lease(ctx context.Context) (context.Context, func(failed bool), error) {
+	ctx = im.nsContext(ctx)
+	ls := im.client.LeasesService()
+	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseExpiry))
+	if err != nil {
+		return nil, nil, fmt.Errorf("create lease: %w", err)
+	}
+	release := func(failed bool) {
+		var opts []leases.DeleteOpt
+		if failed {
+			opts = append(opts, leases.SynchronousDelete)
+		}
+		if err := ls.Delete(context.WithoutCancel(ctx), l, opts...); err != nil {
+			im.log.Warn("release lease", "lease", l.ID, "err", err)
+		}
+	}
+	return leases.WithLease(ctx, l.ID), release, nil
+}
+
+// countingReader counts bytes read from the file and reports them as they go.
+type countingReader struct {
+	r   io.Reader
+	n   atomic.Int64
+	obs Observer
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n.Add(int64(n))
+		c.obs.BytesRead(int64(n))
+	}
+	return n, err
+}
+
+// logProgress logs how far a long import has got every ProgressInterval,
+// until the returned func is called.
+func (im *Importer) logProgress(path string, size int64, cr *countingReader) func() {
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(im.cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				n := cr.n.Load()
+				elapsed := time.Since(start).Seconds()
+				im.log.Info("import progress", "path", path, "bytes_read", n, "size", size,
+					"percent", int(100*n/max(size, 1)), "rate_mib_per_second", float64(n)/(1<<20)/elapsed)
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-finished
+	}
+}

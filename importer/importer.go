@@ -1,0 +1,197 @@
+// Package importer puts container images into containerd: it streams image
+// archives into the content store, names, labels, pins, retags and unpacks
+// the images they hold, and pre-pulls the references named in image lists.
+//
+// The importer knows nothing of directories or of how files were found; it is
+// handed one path at a time.
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+)
+
+// Labels imagedrop sets on the images it imports.
+const (
+	// LabelPinned keeps kubelet's image GC away from an image (containerd ≥ 1.6.22 / 1.7.3).
+	LabelPinned = "io.cri-containerd.pinned"
+	// LabelPinnedValue is the only value CRI honours for LabelPinned.
+	LabelPinnedValue = "pinned"
+	// LabelSource names the file an image last came from.
+	LabelSource = "imagedrop.io/source"
+	// labelCRIManaged marks images that the CRI plugin manages, as a CRI pull does.
+	labelCRIManaged = "io.cri-containerd.image"
+	// labelDistributionSource is the prefix of the content labels a pull sets, which
+	// node-local mirrors (Spegel) use to find the registry and repository of a blob.
+	labelDistributionSource = "containerd.io/distribution.source."
+)
+
+// Config is what the importer needs to know.
+type Config struct {
+	// Namespace is the containerd namespace images go to; CRI uses k8s.io.
+	Namespace string
+	// ExtraRegistries are registries every imported image is also tagged under.
+	ExtraRegistries []string
+	// Pin labels images so that kubelet's image GC skips them.
+	Pin bool
+	// Unpack unpacks images for the node's platform into Snapshotter.
+	Unpack bool
+	// Snapshotter is the snapshotter CRI uses (overlayfs by default).
+	Snapshotter string
+	// Platform is the platform images are unpacked for; empty means the node's.
+	Platform string
+	// ZstdMaxWindow caps the memory a zstd frame may ask for, in bytes.
+	ZstdMaxWindow uint64
+	// ProgressInterval is how often a long import logs its progress.
+	ProgressInterval time.Duration
+}
+
+// DefaultConfig returns the defaults of a node daemon.
+func DefaultConfig() Config {
+	return Config{
+		Namespace:        "k8s.io",
+		Pin:              true,
+		Unpack:           true,
+		Snapshotter:      "overlayfs",
+		ZstdMaxWindow:    512 << 20,
+		ProgressInterval: 10 * time.Second,
+	}
+}
+
+// Validate reports the first thing wrong with c.
+func (c Config) Validate() error {
+	if c.Namespace == "" {
+		return errors.New("namespace must not be empty")
+	}
+	if err := identifiers.Validate(c.Namespace); err != nil {
+		return fmt.Errorf("namespace %q: %w", c.Namespace, err)
+	}
+	for _, r := range c.ExtraRegistries {
+		if err := validateRegistry(r); err != nil {
+			return err
+		}
+	}
+	if c.Unpack && c.Snapshotter == "" {
+		return errors.New("snapshotter must not be empty when unpacking")
+	}
+	if c.Platform != "" {
+		if _, err := platforms.Parse(c.Platform); err != nil {
+			return fmt.Errorf("platform %q: %w", c.Platform, err)
+		}
+	}
+	if c.ZstdMaxWindow < 1<<20 {
+		return fmt.Errorf("zstd max window %d is below 1 MiB", c.ZstdMaxWindow)
+	}
+	if c.ProgressInterval <= 0 {
+		return errors.New("progress interval must be positive")
+	}
+	return nil
+}
+
+// validateRegistry accepts a registry host with an optional port and path
+// prefix ("registry.local:5000", "mirror.example.com/cache"), no scheme.
+func validateRegistry(r string) error {
+	if r == "" || strings.Contains(r, "://") {
+		return fmt.Errorf("extra registry %q: want host[:port][/path], without a scheme", r)
+	}
+	named, err := reference.ParseNormalizedNamed(r + "/image")
+	if err != nil || reference.Domain(named) != strings.SplitN(r, "/", 2)[0] {
+		return fmt.Errorf("extra registry %q: want host[:port][/path], without a scheme", r)
+	}
+	return nil
+}
+
+// Observer is told what the importer did, for metrics.
+type Observer interface {
+	BytesRead(n int64)
+	ImagesImported(n int)
+	Retagged(result string)
+	ImagePulled(result string, d time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) BytesRead(int64)                   {}
+func (nopObserver) ImagesImported(int)                {}
+func (nopObserver) Retagged(string)                   {}
+func (nopObserver) ImagePulled(string, time.Duration) {}
+
+// Importer imports archives and lists into one containerd namespace.
+type Importer struct {
+	client   *containerd.Client
+	cfg      Config
+	log      *slog.Logger
+	obs      Observer
+	platform platforms.MatchComparer
+}
+
+// Option changes an Importer built by New.
+type Option func(*Importer)
+
+// WithObserver sends the importer's events to o.
+func WithObserver(o Observer) Option {
+	return func(im *Importer) { im.obs = o }
+}
+
+// New returns an Importer that talks to containerd through client.
+func New(client *containerd.Client, cfg Config, log *slog.Logger, opts ...Option) (*Importer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("importer config: %w", err)
+	}
+	platform := platforms.Default()
+	if cfg.Platform != "" {
+		p, err := platforms.Parse(cfg.Platform)
+		if err != nil {
+			return nil, fmt.Errorf("platform %q: %w", cfg.Platform, err)
+		}
+		platform = platforms.Only(p)
+	}
+	im := &Importer{client: client, cfg: cfg, log: log, obs: nopObserver{}, platform: platform}
+	for _, o := range opts {
+		o(im)
+	}
+	return im, nil
+}
+
+// Result is what one file produced.
+type Result struct {
+	Path        string      `json:"-"`
+	Kind        Kind        `json:"kind"`
+	Compression Compression `json:"compression,omitempty"`
+	// Images are every image name the file produced, retags included, sorted.
+	Images []string `json:"images"`
+	// BytesRead counts the bytes read from the file as stored (compressed).
+	BytesRead int64 `json:"bytes_read"`
+	// Unpacked counts the images unpacked for the node's platform.
+	Unpacked int `json:"unpacked,omitempty"`
+	// SkippedPlatforms counts manifests whose content was not in the archive.
+	SkippedPlatforms int `json:"skipped_platforms,omitempty"`
+	// References are the per-reference outcomes of a list.
+	References []ReferenceResult `json:"references,omitempty"`
+}
+
+// Process imports the file at path according to its kind.
+func (im *Importer) Process(ctx context.Context, path string) (Result, error) {
+	kind, ok := KindOf(path)
+	if !ok {
+		return Result{Path: path}, fmt.Errorf("%s: unsupported file name (want .tar, .tar.gz, .tgz, .tar.zst, .tzst, .tar.lz4, .tar.bz2, .tbz or .txt)", path)
+	}
+	if kind == KindList {
+		return im.ImportList(ctx, path)
+	}
+	return im.ImportArchive(ctx, path)
+}
+
+func (im *Importer) nsContext(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, im.cfg.Namespace)
+}
