@@ -1,0 +1,79 @@
+package watcher_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagedrop/imagedrop/watcher"
+)
+
+func TestKind(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		path, want string
+	}{
+		{"a.tar", watcher.KindArchive},
+		{"/x/y/A.TAR", watcher.KindArchive},
+		{"a.tar.gz", watcher.KindArchive},
+		{"a.tgz", watcher.KindArchive},
+		{"a.tar.zst", watcher.KindArchive},
+		{"a.TZST", watcher.KindArchive},
+		{"a.tar.lz4", watcher.KindArchive},
+		{"a.tar.bz2", watcher.KindArchive},
+		{"a.tbz", watcher.KindArchive},
+		{"images.txt", watcher.KindList},
+		{"IMAGES.TXT", watcher.KindList},
+		{"a.gz", ""},
+		{"a.zst", ""},
+		{"a.tar.xz", ""},
+		{"tar", ""},
+		{"notes.md", ""},
+		{"a.tar.part", ""},
+	}
+	for _, tt := range tests {
+		if got := watcher.Kind(tt.path); got != tt.want {
+			t.Errorf("Kind(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	valid := func() watcher.Config {
+		c := watcher.DefaultConfig()
+		c.Dirs = []string{"/var/lib/imagedrop/images"}
+		return c
+	}
+	tests := []struct {
+		name    string
+		change  func(*watcher.Config)
+		wantErr string // substring; empty for valid
+	}{
+		{"defaults", func(*watcher.Config) {}, ""},
+		{"two dirs", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/srv/images") }, ""},
+		{"no dirs", func(c *watcher.Config) { c.Dirs = nil }, "at least one directory"},
+		{"empty dir", func(c *watcher.Config) { c.Dirs = []string{" "} }, "must not be empty"},
+		{"same dir twice", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/var/lib/imagedrop/images/") }, "overlap"},
+		{"nested dirs", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/var/lib/imagedrop") }, "overlap"},
+		{"no workers", func(c *watcher.Config) { c.Workers = 0 }, "workers"},
+		{"negative settle", func(c *watcher.Config) { c.Settle = -time.Second }, "settle"},
+		{"zero retry", func(c *watcher.Config) { c.RetryMin = 0 }, "retry minimum"},
+		{"max below min", func(c *watcher.Config) { c.RetryMax = time.Second }, "retry maximum"},
+		{"negative grace", func(c *watcher.Config) { c.Grace = -1 }, "grace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := valid()
+			tt.change(&c)
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Validate() = %v, want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

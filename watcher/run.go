@@ -1,0 +1,346 @@
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// maxDrain bounds how many ready fsnotify events are handled before due
+// deadlines, so that a flood cannot starve the timers.
+const maxDrain = 4096
+
+// loop is the state of one Run. Only the Run goroutine touches it, holding
+// Watcher.mu.
+type loop struct {
+	w   *Watcher
+	fsw *fsnotify.Watcher
+
+	recs    map[string]*record   // what the state file remembers, by path
+	unpin   map[string]struct{}  // images waiting to be unpinned if nothing claims them
+	pend    map[string]*pending  // files waiting to be complete
+	retries map[string]time.Time // failed files waiting for their retry
+	watched map[string]struct{}  // directories watched inside the watched dirs
+	queue   []string             // files waiting for a worker, in order
+
+	jobs    chan job
+	results chan result
+
+	inFlight   int
+	unpinning  bool
+	unpinFails int
+	unpinAt    time.Time
+
+	starting    bool // within the startup walk
+	outstanding int  // files of the startup walk not yet dealt with
+	stopping    bool
+
+	dirty   bool
+	saveAt  time.Time
+	changed bool // records or file states changed since the last report
+
+	lastQueued int
+}
+
+// Run watches the directories and processes files until ctx is cancelled.
+// Then it stops taking new jobs, lets running ones finish within
+// Config.Grace, cancels them, saves the state and returns nil. Run may be
+// called once.
+func (w *Watcher) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("watcher: Run called twice")
+	}
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("start fsnotify: %w", err)
+	}
+	defer fsw.Close()
+
+	st, err := loadState(w.cfg.StateFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		w.log.Info("state_missing_starting_empty", "path", w.cfg.StateFile)
+	case err != nil:
+		w.log.Warn("state_unusable_starting_empty", "path", w.cfg.StateFile, "err", err)
+	}
+	l := newLoop(w, fsw, st)
+
+	// Jobs get a context that outlives ctx, cancelled only after the grace.
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	var wg sync.WaitGroup
+	for range w.cfg.Workers {
+		wg.Go(func() {
+			for j := range l.jobs {
+				l.results <- w.do(jobCtx, j)
+			}
+		})
+	}
+	workersDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(workersDone)
+	}()
+
+	w.beat.Store(time.Now().UnixNano())
+	w.alive.Store(true)
+	defer w.alive.Store(false)
+
+	w.mu.Lock()
+	l.start()
+	w.mu.Unlock()
+
+	runErr := l.run(ctx)
+
+	// Shut down: no new jobs; running ones get the grace, then are cancelled.
+	w.mu.Lock()
+	l.stopping = true
+	inFlight := l.inFlight
+	w.mu.Unlock()
+	close(l.jobs)
+	if inFlight > 0 {
+		w.log.Info("waiting_for_running_jobs", "in_flight", inFlight, "grace", w.cfg.Grace)
+	}
+	grace := time.NewTimer(w.cfg.Grace)
+	defer grace.Stop()
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
+	for done := false; !done; {
+		w.beat.Store(time.Now().UnixNano())
+		select {
+		case <-beat.C:
+		case r := <-l.results:
+			w.mu.Lock()
+			l.finished(r)
+			w.mu.Unlock()
+		case <-grace.C:
+			w.log.Warn("grace_expired_cancelling_jobs", "grace", w.cfg.Grace)
+			cancelJobs()
+		case <-workersDone:
+			done = true
+		}
+	}
+	w.mu.Lock()
+	l.save()
+	l.report()
+	w.mu.Unlock()
+	return runErr
+}
+
+func newLoop(w *Watcher, fsw *fsnotify.Watcher, st *state) *loop {
+	l := &loop{
+		w:       w,
+		fsw:     fsw,
+		recs:    st.Files,
+		unpin:   map[string]struct{}{},
+		pend:    map[string]*pending{},
+		retries: map[string]time.Time{},
+		watched: map[string]struct{}{},
+		jobs:    make(chan job),
+		results: make(chan result),
+		changed: true,
+	}
+	for _, name := range st.Unpin {
+		l.unpin[name] = struct{}{}
+	}
+	return l
+}
+
+// run is the main loop; it returns when ctx is done or fsnotify fails.
+func (l *loop) run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
+	for {
+		now := time.Now()
+		l.w.beat.Store(now.UnixNano())
+		l.w.mu.Lock()
+		next, jobs := l.nextJob(now)
+		wake := l.nextWake()
+		l.report()
+		l.w.mu.Unlock()
+		if wake.IsZero() {
+			timer.Reset(time.Hour)
+		} else {
+			timer.Reset(max(time.Until(wake), 0))
+		}
+
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-l.fsw.Events:
+			if !ok {
+				return errors.New("fsnotify events closed")
+			}
+			l.w.mu.Lock()
+			l.event(ev)
+			l.w.mu.Unlock()
+		case err, ok := <-l.fsw.Errors:
+			if !ok {
+				return errors.New("fsnotify errors closed")
+			}
+			l.w.mu.Lock()
+			l.fsError(err)
+			l.w.mu.Unlock()
+		case jobs <- next:
+			l.w.mu.Lock()
+			l.dispatched(next)
+			l.w.mu.Unlock()
+		case r := <-l.results:
+			l.w.mu.Lock()
+			l.finished(r)
+			l.w.mu.Unlock()
+		case <-timer.C:
+			l.w.mu.Lock()
+			l.drain()
+			l.tick(time.Now())
+			l.w.mu.Unlock()
+		case <-beat.C:
+		}
+	}
+}
+
+// drain handles the fsnotify events that are already waiting, so that
+// deadlines are judged with every known event taken into account.
+func (l *loop) drain() {
+	for range maxDrain {
+		select {
+		case ev, ok := <-l.fsw.Events:
+			if !ok {
+				return
+			}
+			l.event(ev)
+		case err, ok := <-l.fsw.Errors:
+			if !ok {
+				return
+			}
+			l.fsError(err)
+		default:
+			return
+		}
+	}
+}
+
+// tick handles what is due at now: files that may be complete, retries,
+// saving the state.
+func (l *loop) tick(now time.Time) {
+	var due []string
+	for p, pe := range l.pend {
+		if !now.Before(pe.deadline) {
+			due = append(due, p)
+		}
+	}
+	slices.Sort(due)
+	for _, p := range due {
+		if _, ok := l.pend[p]; ok {
+			l.settled(p, now)
+		}
+	}
+
+	due = due[:0]
+	for p, at := range l.retries {
+		if !now.Before(at) {
+			due = append(due, p)
+		}
+	}
+	slices.Sort(due)
+	for _, p := range due {
+		delete(l.retries, p)
+		if f := l.w.files[p]; f != nil {
+			l.w.log.Info("retrying_file", "path", p, "attempt", f.attempts+1)
+			l.submit(p, false)
+		}
+	}
+
+	if l.dirty && !now.Before(l.saveAt) {
+		l.save()
+	}
+}
+
+// nextWake returns the earliest deadline the loop must wake for, or zero.
+func (l *loop) nextWake() time.Time {
+	var wake time.Time
+	earlier := func(t time.Time) {
+		if wake.IsZero() || t.Before(wake) {
+			wake = t
+		}
+	}
+	for _, pe := range l.pend {
+		earlier(pe.deadline)
+	}
+	for _, at := range l.retries {
+		earlier(at)
+	}
+	if len(l.unpin) > 0 && !l.unpinAt.IsZero() {
+		earlier(l.unpinAt)
+	}
+	if l.dirty {
+		earlier(l.saveAt)
+	}
+	return wake
+}
+
+// report tells the Observer what changed.
+func (l *loop) report() {
+	if q := len(l.queue); q != l.lastQueued {
+		l.lastQueued = q
+		l.w.obs.SetQueueDepth(q)
+	}
+	if l.changed {
+		l.changed = false
+		l.w.obs.SetPinnedImages(len(l.claimed()))
+		failing := 0
+		for _, f := range l.w.files {
+			if f.state == StateFailed {
+				failing++
+			}
+		}
+		l.w.obs.SetFilesFailing(failing)
+	}
+}
+
+// Saving the state is delayed a little, so that a burst of results is
+// written once.
+const (
+	saveDelay = 200 * time.Millisecond
+	saveRetry = 5 * time.Second
+)
+
+func (l *loop) markDirty() {
+	l.changed = true
+	if !l.dirty {
+		l.dirty = true
+		l.saveAt = time.Now().Add(saveDelay)
+	}
+}
+
+func (l *loop) save() {
+	s := &state{Version: stateVersion, Files: l.recs}
+	for name := range l.unpin {
+		s.Unpin = append(s.Unpin, name)
+	}
+	if err := saveState(l.w.cfg.StateFile, s); err != nil {
+		l.w.log.Error("state_save_failed", "path", l.w.cfg.StateFile, "err", err)
+		l.saveAt = time.Now().Add(saveRetry)
+		return
+	}
+	l.dirty = false
+}
+
+// fsError handles an error from fsnotify: an overflow means events were
+// lost, so everything is scanned again.
+func (l *loop) fsError(err error) {
+	if errors.Is(err, fsnotify.ErrEventOverflow) {
+		l.w.log.Warn("events_lost_rescanning", "err", err)
+		l.rescan()
+		return
+	}
+	l.w.log.Error("fsnotify_error", "err", err)
+}
