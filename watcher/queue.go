@@ -238,7 +238,8 @@ func (l *loop) finished(r result) {
 		f.err = ""
 		f.failures = 0
 		l.w.obs.FileProcessed(f.kind, ResultSuccess, r.dur)
-		l.w.log.Info("file_processed", "path", r.path, "kind", f.kind, "images", rec.Images, "duration", r.dur)
+		l.w.log.Info("file_processed", "path", r.path, "kind", f.kind, "images", rec.Images,
+			"bytes", r.out.Bytes, "duration", r.dur, "attempt", f.attempts+1)
 	default:
 		err := r.err
 		if err == nil {
@@ -262,7 +263,8 @@ func (l *loop) finished(r result) {
 		delay := l.backoff(f.failures)
 		l.retries[r.path] = now.Add(delay)
 		l.w.obs.Retried()
-		l.w.log.Error("file_failed", "path", r.path, "kind", f.kind, "attempt", f.attempts+1, "err", err, "retry_in", delay)
+		l.w.log.Error("file_failed", "path", r.path, "kind", f.kind, "images", r.out.Images, "bytes", r.out.Bytes,
+			"duration", r.dur, "attempt", f.attempts+1, "err", err, "retry_in", delay)
 	}
 	if !r.skipped {
 		f.attempts++

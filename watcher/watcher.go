@@ -69,6 +69,8 @@ type Processor interface {
 type Outcome struct {
 	// Images are the names of the images the file produced.
 	Images []string
+	// Bytes is how much of the file was read, for the log.
+	Bytes int64
 	// Detail is shown in Status as is, e.g. per-reference results of a list;
 	// it must be JSON-encodable.
 	Detail any

@@ -3,9 +3,135 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imagedrop/imagedrop/importer"
+	"github.com/imagedrop/imagedrop/metrics"
+	"github.com/imagedrop/imagedrop/watcher"
 )
 
-func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("watch: not built yet")
+const defaultImagesDir = "/var/lib/imagedrop/images"
+
+type watchConfig struct {
+	common  commonConfig
+	watcher watcher.Config
+	server  metrics.ServerConfig
 }
+
+func (c *watchConfig) register(fs *flag.FlagSet) {
+	c.watcher = watcher.DefaultConfig()
+	c.server = metrics.DefaultServerConfig()
+	fs.StringVar(&c.watcher.StateFile, "state-file", "/var/lib/imagedrop/state.json", "where imagedrop remembers what it did for which file")
+	fs.IntVar(&c.watcher.Workers, "workers", c.watcher.Workers, "files processed at once")
+	fs.DurationVar(&c.watcher.Settle, "settle", c.watcher.Settle, "how long a file written in place must stay unchanged before it is read")
+	fs.DurationVar(&c.watcher.RetryMin, "retry-min", c.watcher.RetryMin, "first delay before a failed file is retried (doubles per failure)")
+	fs.DurationVar(&c.watcher.RetryMax, "retry-max", c.watcher.RetryMax, "longest delay between retries of a failed file")
+	fs.DurationVar(&c.watcher.Grace, "shutdown-grace", c.watcher.Grace, "how long running jobs may finish after SIGTERM before they are cancelled")
+	fs.StringVar(&c.server.Address, "listen-address", c.server.Address, "address of the /metrics, /healthz, /readyz and /status server")
+}
+
+func (c *watchConfig) validate() error {
+	if len(c.watcher.Dirs) == 0 {
+		c.watcher.Dirs = []string{defaultImagesDir}
+	}
+	if err := c.common.validate(); err != nil {
+		return err
+	}
+	if err := c.watcher.Validate(); err != nil {
+		return err
+	}
+	return c.server.Validate()
+}
+
+// runWatch is the node daemon: preload the images directories, then watch
+// them, serving metrics and status, until SIGTERM.
+func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
+	var cfg watchConfig
+	fs := newFlagSet("watch", "watch [flags]", stderr)
+	cfg.common.register(fs)
+	fs.Var(newListFlag(&cfg.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable; default "+defaultImagesDir+")")
+	cfg.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("watch takes no arguments, got %q", fs.Args())}
+	}
+	if err := cfg.validate(); err != nil {
+		return usageError{err}
+	}
+	log := cfg.common.logger(stderr)
+	log.Info("starting", "version", buildVersion(), "images_dirs", cfg.watcher.Dirs,
+		"containerd", cfg.common.containerdAddress, "namespace", cfg.common.importer.Namespace)
+
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg, buildVersion())
+
+	// containerd may start after imagedrop: the client connects lazily, jobs
+	// fail and are retried until it answers, and /readyz says why.
+	client, err := containerd.New(cfg.common.containerdAddress, containerd.WithDefaultNamespace(cfg.common.importer.Namespace))
+	if err != nil {
+		return fmt.Errorf("containerd client for %s: %w", cfg.common.containerdAddress, err)
+	}
+	defer client.Close()
+
+	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"), importer.WithObserver(m))
+	if err != nil {
+		return err
+	}
+	w, err := watcher.New(cfg.watcher, log.With("component", "watcher"), processor{im}, im, m)
+	if err != nil {
+		return err
+	}
+	srv := metrics.NewServer(cfg.server, log.With("component", "http"), reg, probes{w: w, client: client})
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(ctx) })
+	g.Go(func() error { return srv.Run(ctx) })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+var (
+	_ watcher.Observer  = (*metrics.Metrics)(nil)
+	_ importer.Observer = (*metrics.Metrics)(nil)
+	_ watcher.Images    = (*importer.Importer)(nil)
+	_ watcher.Processor = processor{}
+	_ metrics.Probes    = probes{}
+)
+
+// processor hands the watcher's files to the importer.
+type processor struct{ im *importer.Importer }
+
+func (p processor) Process(ctx context.Context, path string) (watcher.Outcome, error) {
+	res, err := p.im.Process(ctx, path)
+	return watcher.Outcome{Images: res.Images, Bytes: res.BytesRead, Detail: res}, err
+}
+
+// probes answers /healthz, /readyz and /status from the watcher and containerd.
+type probes struct {
+	w      *watcher.Watcher
+	client *containerd.Client
+}
+
+func (p probes) Healthy() error { return p.w.Healthy() }
+
+func (p probes) Ready(ctx context.Context) error {
+	if !p.w.Ready() {
+		return errors.New("startup preload not finished")
+	}
+	if _, err := p.client.Version(ctx); err != nil {
+		return fmt.Errorf("containerd does not answer: %w", err)
+	}
+	return nil
+}
+
+func (p probes) Status() any { return p.w.Status() }
