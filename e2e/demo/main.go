@@ -1,14 +1,18 @@
 // Command demo shows imagedrop at work against a throwaway containerd: it
-// starts containerd in a temporary directory, generates sample archives,
-// hands them to imagedrop, and prints the images containerd then holds.
+// starts containerd in a temporary directory, runs `imagedrop watch` on an
+// empty images directory, generates sample archives and drops them in, then
+// prints /status, the metrics and the images containerd holds.
 // Run it with `make demo`.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -17,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -54,19 +59,127 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	files, err := writeSamples(dir)
+	staging, images := filepath.Join(dir, "staging"), filepath.Join(dir, "images")
+	for _, d := range []string{staging, images} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	files, err := writeSamples(staging)
 	if err != nil {
 		return err
 	}
 
-	fmt.Fprintln(out, "==> imagedrop import", strings.Join(relative(dir, files), " "))
-	cmd := exec.CommandContext(ctx, *bin, append([]string{"import",
-		"--containerd-address", c.Address, "--extra-registry", "registry.local:5000"}, files...)...)
-	cmd.Stdout, cmd.Stderr = out, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("imagedrop import: %w", err)
+	addr, err := freeAddress()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "==> imagedrop watch --images-dir %s (metrics and status on http://%s)\n", images, addr)
+	cmd := exec.CommandContext(ctx, *bin, "watch",
+		"--containerd-address", c.Address, "--images-dir", images, "--state-file", filepath.Join(dir, "state.json"),
+		"--listen-address", addr, "--extra-registry", "registry.local:5000")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	if err := waitHTTP(ctx, "http://"+addr+"/readyz", nil); err != nil {
+		return err
+	}
+
+	for _, f := range files {
+		fmt.Fprintf(out, "==> dropping %s into the images directory\n", filepath.Base(f))
+		if err := os.Rename(f, filepath.Join(images, filepath.Base(f))); err != nil {
+			return err
+		}
+	}
+	var st status
+	err = waitHTTP(ctx, "http://"+addr+"/status", func(b []byte) bool {
+		if json.Unmarshal(b, &st) != nil {
+			return false
+		}
+		done := 0
+		for _, f := range st.Files {
+			if f.State == "done" || f.State == "failed" {
+				done++
+			}
+		}
+		return done == len(files)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "==> /status")
+	for _, f := range st.Files {
+		fmt.Fprintf(out, "    %-18s %-7s %-5s %s\n", f.Path, f.Kind, f.State, strings.Join(f.Images, ", "))
+	}
+	if err := showMetrics(ctx, "http://"+addr+"/metrics", out); err != nil {
+		return err
 	}
 	return listImages(ctx, c.Address, out)
+}
+
+type status struct {
+	Files []struct {
+		Path   string   `json:"path"`
+		Kind   string   `json:"kind"`
+		State  string   `json:"state"`
+		Images []string `json:"images"`
+	} `json:"files"`
+}
+
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitHTTP polls url until it answers 200 and done accepts the body.
+func waitHTTP(ctx context.Context, url string, done func([]byte) bool) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && (done == nil || done(b)) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s: not ready within a minute", url)
+}
+
+// showMetrics prints imagedrop's own counters.
+func showMetrics(ctx context.Context, url string, out io.Writer) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "==> /metrics (imagedrop_*, non-zero)")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "imagedrop_") && !strings.HasSuffix(l, " 0") && !strings.Contains(l, "_bucket") {
+			fmt.Fprintln(out, "   ", l)
+		}
+	}
+	return nil
 }
 
 // writeSamples writes a docker-save archive of two images compressed with
@@ -100,15 +213,6 @@ func writeSamples(dir string) ([]string, error) {
 		paths = append(paths, p)
 	}
 	return paths, nil
-}
-
-func relative(dir string, paths []string) []string {
-	var out []string
-	for _, p := range paths {
-		r, _ := filepath.Rel(dir, p)
-		out = append(out, r)
-	}
-	return out
 }
 
 // listImages prints the k8s.io images with the labels imagedrop set.
