@@ -253,3 +253,91 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestWatchReplaceAndRecreate covers a directory that does not exist at
+// start, a file replaced by one of the same size with an older mtime, and
+// the directory deleted and created again, without a restart.
+func TestWatchReplaceAndRecreate(t *testing.T) {
+	c := harness.RequireContainerd(t)
+	ns := harness.Namespace(t)
+	st := newStore(t, c, ns)
+	dir := t.TempDir()
+	images := filepath.Join(dir, "images")
+	d := startDaemon(t, c, ns, "--images-dir", images, "--state-file", filepath.Join(dir, "state.json"))
+	d.waitReady(30 * time.Second) // nothing to preload
+
+	if err := os.Mkdir(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	x, y, z := img("example.com/r/x:1", 1), img("example.com/r/y:1", 2), img("example.com/r/z:1", 3)
+	dropArchive(t, images, "app.tar", x)
+	st.waitImage(x.Name, 10*time.Second)
+
+	// Same size, older mtime: k3s would skip it; imagedrop imports it.
+	before, err := os.Stat(filepath.Join(images, "app.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(images, ".app.tar.tmp")
+	writeArchive(t, tmp, "none", y)
+	older := before.ModTime().Add(-time.Hour)
+	if err := os.Chtimes(tmp, older, older); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(tmp)
+	if after.Size() != before.Size() {
+		t.Fatalf("test images differ in size: %d vs %d", after.Size(), before.Size())
+	}
+	if err := os.Rename(tmp, filepath.Join(images, "app.tar")); err != nil {
+		t.Fatal(err)
+	}
+	st.waitImage(y.Name, 10*time.Second)
+
+	// The directory goes away (its images are unpinned) and comes back.
+	if err := os.RemoveAll(images); err != nil {
+		t.Fatal(err)
+	}
+	// x was unpinned when app.tar stopped producing it, y when the directory went.
+	eventually(t, 10*time.Second, "images unpinned after the directory went away", func() error {
+		for _, n := range []string{x.Name, y.Name} {
+			got, ok := st.get(n)
+			if !ok {
+				t.Fatalf("%s deleted; imagedrop must only unpin", n)
+			}
+			if _, pinned := got.Labels[importer.LabelPinned]; pinned {
+				return fmt.Errorf("%s still pinned", n)
+			}
+		}
+		return nil
+	})
+	if err := os.Mkdir(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dropArchive(t, images, "again.tar", z)
+	st.waitImage(z.Name, 10*time.Second)
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit code = %d, want 0", code)
+	}
+}
+
+// TestWatchProbes checks /healthz and /readyz while containerd is absent.
+func TestWatchProbes(t *testing.T) {
+	harness.RequireContainerd(t) // for the binary's environment only
+	dir := t.TempDir()
+	fake := &harness.Containerd{Address: filepath.Join(dir, "no-containerd.sock")}
+	d := startDaemon(t, fake, "k8s.io", "--images-dir", filepath.Join(dir, "images"), "--state-file", filepath.Join(dir, "state.json"))
+	eventually(t, 10*time.Second, "/healthz 200", func() error {
+		code, _, err := d.get("/healthz")
+		if err != nil || code != 200 {
+			return fmt.Errorf("%d %v", code, err)
+		}
+		return nil
+	})
+	code, body, err := d.get("/readyz")
+	if err != nil || code != 503 || !strings.Contains(string(body), "containerd does not answer") {
+		t.Errorf("/readyz without containerd = %d %q %v, want 503 naming containerd", code, body, err)
+	}
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit code = %d, want 0", code)
+	}
+}
