@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
@@ -467,4 +469,53 @@ func tarWithout(t *testing.T, data []byte, name string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// lockedBuffer is a log destination safe for the progress goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestImportLogsProgress(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	big := harness.RandomImage("example.com/progress:1", node, 3, 1, 32<<20)
+	path := e.write("big.tar", harness.DockerSaveBytes(big))
+	var logs lockedBuffer
+	cfg := importer.DefaultConfig()
+	cfg.Namespace = e.ns
+	cfg.ProgressInterval = time.Millisecond // 10s in production
+	im, err := importer.New(e.client, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.ImportArchive(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !containsAll(out, "msg=\"import progress\"", "path="+path, "bytes_read=", "rate_mib_per_second=") {
+		t.Errorf("no progress line in the logs:\n%s", out)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
 }
