@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -60,6 +61,7 @@ func retagNames(name string, registries []string) ([]string, error) {
 // unpack, unpacks them for the node's platform. It returns every name it
 // set, sorted, and how many images were unpacked. If it fails part way, the
 // images it created are removed again; images that existed before are left.
+// Labels a found image already has (a CRI pull's) are kept beside imagedrop's.
 func (im *Importer) store(ctx context.Context, found []images.Image, source string, unpack bool) (names []string, unpacked int, err error) {
 	labels := map[string]string{LabelSource: source, labelCRIManaged: "managed"}
 	if im.cfg.Pin {
@@ -68,7 +70,12 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 
 	all := make([]images.Image, 0, len(found))
 	for _, img := range found {
-		all = append(all, images.Image{Name: img.Name, Target: img.Target, Labels: labels})
+		own := labels
+		if len(img.Labels) > 0 {
+			own = maps.Clone(img.Labels)
+			maps.Copy(own, labels)
+		}
+		all = append(all, images.Image{Name: img.Name, Target: img.Target, Labels: own})
 		tags, err := retagNames(img.Name, im.cfg.ExtraRegistries)
 		if err != nil {
 			im.obs.Retagged("failure")

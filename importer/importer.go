@@ -54,6 +54,20 @@ type Config struct {
 	ZstdMaxWindow uint64
 	// ProgressInterval is how often a long import logs its progress.
 	ProgressInterval time.Duration
+
+	// PullConcurrency is how many references of one list are pulled at once.
+	PullConcurrency int
+	// PullTimeout bounds the pull of one reference, retries included.
+	PullTimeout time.Duration
+	// PullRetries is how often a pull that failed for a transient reason
+	// (registry unreachable, 5xx, timeout) is tried again.
+	PullRetries int
+	// PullBackoff is the delay before the first retry; it doubles for each
+	// further retry, up to a minute, with jitter.
+	PullBackoff time.Duration
+	// PullAuthFile is a docker config.json whose credentials are sent with
+	// pulls from matching registries; empty means none.
+	PullAuthFile string
 }
 
 // DefaultConfig returns the defaults of a node daemon.
@@ -65,6 +79,10 @@ func DefaultConfig() Config {
 		Snapshotter:      "overlayfs",
 		ZstdMaxWindow:    512 << 20,
 		ProgressInterval: 10 * time.Second,
+		PullConcurrency:  3,
+		PullTimeout:      30 * time.Minute,
+		PullRetries:      4,
+		PullBackoff:      time.Second,
 	}
 }
 
@@ -94,6 +112,18 @@ func (c Config) Validate() error {
 	}
 	if c.ProgressInterval <= 0 {
 		return errors.New("progress interval must be positive")
+	}
+	if c.PullConcurrency < 1 {
+		return fmt.Errorf("pull concurrency %d: want at least 1", c.PullConcurrency)
+	}
+	if c.PullTimeout <= 0 {
+		return errors.New("pull timeout must be positive")
+	}
+	if c.PullRetries < 0 {
+		return fmt.Errorf("pull retries %d: want 0 or more", c.PullRetries)
+	}
+	if c.PullRetries > 0 && c.PullBackoff <= 0 {
+		return errors.New("pull backoff must be positive")
 	}
 	return nil
 }

@@ -4,17 +4,282 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
+
+// CRINamespace is the containerd namespace the CRI keeps its images in.
+// Lists are pulled through the CRI, so they need Config.Namespace to be it.
+const CRINamespace = "k8s.io"
+
+// Outcomes of one reference of a list.
+const (
+	OutcomePulled  = "pulled"  // pulled from the registry now
+	OutcomePresent = "present" // already on the node; nothing pulled
+	OutcomeFailed  = "failed"  // invalid, not found, or the pull failed
+)
+
+// ErrReferencesFailed means some references of a list were invalid or
+// could not be pulled; the others were pulled and pinned.
+var ErrReferencesFailed = errors.New("references failed")
+
+// maxPullBackoff caps the delay between two attempts to pull a reference.
+const maxPullBackoff = time.Minute
 
 // ReferenceResult is the outcome of one reference of a list.
 type ReferenceResult struct {
-	Line      int    `json:"line"`
+	Line int `json:"line"`
+	// Reference is the normalised reference, or the text of an invalid line.
 	Reference string `json:"reference"`
-	Outcome   string `json:"outcome"`
-	Error     string `json:"error,omitempty"`
+	// Image is the name the image has in containerd, when it succeeded.
+	Image   string `json:"image,omitempty"`
+	Outcome string `json:"outcome"`
+	// Attempts counts the pulls tried (0 when it was present or invalid).
+	Attempts int    `json:"attempts,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
-// ImportList pre-pulls the references listed in the file at path.
-func (im *Importer) ImportList(ctx context.Context, path string) (Result, error) {
-	return Result{Path: path, Kind: KindList}, fmt.Errorf("import %s: %w", path, errors.ErrUnsupported)
+// criImages is the part of the CRI image service that lists use.
+type criImages interface {
+	ImageStatus(ctx context.Context, in *runtimeapi.ImageStatusRequest, opts ...grpc.CallOption) (*runtimeapi.ImageStatusResponse, error)
+	PullImage(ctx context.Context, in *runtimeapi.PullImageRequest, opts ...grpc.CallOption) (*runtimeapi.PullImageResponse, error)
+}
+
+var _ criImages = (runtimeapi.ImageServiceClient)(nil)
+
+// ImportList makes the images an image list names present on the node. Each
+// reference is looked up with the CRI's ImageStatus and, when absent,
+// pulled with its PullImage on containerd's socket, so that containerd's
+// registry configuration (mirrors, credentials) applies as for kubelet.
+// Present and pulled images are pinned, labelled with the list's file name
+// and retagged like archive images. Up to Config.PullConcurrency references
+// are pulled at once; transient failures are retried with backoff.
+//
+// If any line is invalid or any reference fails, the error (wrapping
+// ErrReferencesFailed) names each with its line; the references that
+// succeeded stay pulled and pinned, and res describes them all.
+func (im *Importer) ImportList(ctx context.Context, path string) (res Result, err error) {
+	res = Result{Path: path, Kind: KindList}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("import %s: %w", path, err)
+		}
+	}()
+	if im.cfg.Namespace != CRINamespace {
+		return res, fmt.Errorf("image lists are pulled through the CRI, which keeps images in namespace %s, but the namespace is %q", CRINamespace, im.cfg.Namespace)
+	}
+
+	f, err := os.Open(path)
+	if err != nil {
+		return res, err
+	}
+	list, err := ParseList(f)
+	_ = f.Close()
+	if err != nil {
+		return res, err
+	}
+	if st, err := os.Stat(path); err == nil {
+		res.BytesRead = st.Size()
+	}
+	var auth pullAuth
+	if im.cfg.PullAuthFile != "" {
+		if auth, err = loadPullAuth(im.cfg.PullAuthFile); err != nil {
+			return res, err
+		}
+	}
+	conn, ok := im.client.Conn().(grpc.ClientConnInterface)
+	if !ok {
+		return res, errors.New("containerd client has no gRPC connection for the CRI")
+	}
+	cri := runtimeapi.NewImageServiceClient(conn)
+
+	source := filepath.Base(path)
+	refs := make([]ReferenceResult, len(list.Entries))
+	names := make([][]string, len(list.Entries))
+	sem := make(chan struct{}, im.cfg.PullConcurrency)
+	var wg sync.WaitGroup
+	for i, e := range list.Entries {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			refs[i] = ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: OutcomeFailed, Error: ctx.Err().Error()}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			refs[i], names[i] = im.pullReference(ctx, cri, auth, e, source)
+		})
+	}
+	wg.Wait()
+
+	for _, inv := range list.Invalid {
+		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: inv.Text, Outcome: OutcomeFailed,
+			Error: fmt.Sprintf("invalid reference %q: %v", inv.Text, inv.Err)})
+	}
+	slices.SortFunc(refs, func(a, b ReferenceResult) int { return a.Line - b.Line })
+	res.References = refs
+	for _, n := range names {
+		res.Images = append(res.Images, n...)
+	}
+	slices.Sort(res.Images)
+	res.Images = slices.Compact(res.Images)
+
+	var failed []string
+	for _, r := range refs {
+		if r.Outcome == OutcomeFailed {
+			failed = append(failed, fmt.Sprintf("%s:%d: %s", source, r.Line, r.Error))
+		}
+	}
+	if len(failed) == 0 {
+		return res, nil
+	}
+	err = fmt.Errorf("%d of %d %w: %s", len(failed), len(refs), ErrReferencesFailed, strings.Join(failed, "; "))
+	if ctx.Err() != nil {
+		err = errors.Join(ctx.Err(), err)
+	}
+	return res, err
+}
+
+// pullReference makes one reference present and pins, labels and retags
+// it. It returns the reference's outcome and the image names it set.
+func (im *Importer) pullReference(ctx context.Context, cri criImages, auth pullAuth, e ListEntry, source string) (ReferenceResult, []string) {
+	rr := ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: OutcomeFailed}
+	log := im.log.With("list", source, "line", e.Line, "reference", e.Reference)
+	start := time.Now()
+	outcome, attempts, err := im.pull(ctx, cri, auth.forReference(e.Reference), e.Reference, log)
+	rr.Attempts = attempts
+	if err != nil {
+		im.obs.ImagePulled("failure", time.Since(start))
+		rr.Error = err.Error() // logged once, with the file's error
+		return rr, nil
+	}
+	im.obs.ImagePulled(outcome, time.Since(start))
+
+	ctx = namespaces.WithNamespace(ctx, CRINamespace)
+	img, err := im.client.ImageService().Get(ctx, e.Image)
+	if err != nil {
+		rr.Error = fmt.Sprintf("%s is %s but containerd has no image %s: %v", e.Reference, outcome, e.Image, err)
+		return rr, nil
+	}
+	names, _, err := im.store(ctx, []images.Image{img}, source, false)
+	if err != nil {
+		rr.Error = fmt.Sprintf("%s: label and retag: %v", e.Reference, err)
+		return rr, nil
+	}
+	rr.Outcome, rr.Image = outcome, e.Image
+	level := slog.LevelInfo
+	if outcome == OutcomePresent {
+		level = slog.LevelDebug
+	}
+	log.Log(ctx, level, "reference ready", "outcome", outcome, "image", e.Image, "attempts", attempts, "duration", time.Since(start))
+	return rr, names
+}
+
+// pull asks the CRI whether ref is present and pulls it if not, retrying
+// transient failures, all within Config.PullTimeout. It reports whether
+// the image was pulled or present and how many pulls it tried.
+func (im *Importer) pull(ctx context.Context, cri criImages, auth *runtimeapi.AuthConfig, ref string, log *slog.Logger) (outcome string, attempts int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, im.cfg.PullTimeout)
+	defer cancel()
+	spec := &runtimeapi.ImageSpec{Image: ref}
+	st, err := cri.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: spec})
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: CRI image status: %s", ref, grpcMessage(err))
+	}
+	if st.GetImage() != nil {
+		return OutcomePresent, 0, nil
+	}
+	for {
+		attempts++
+		_, err := cri.PullImage(ctx, &runtimeapi.PullImageRequest{Image: spec, Auth: auth})
+		if err == nil {
+			return OutcomePulled, attempts, nil
+		}
+		switch {
+		case isNotFound(err):
+			return "", attempts, fmt.Errorf("%s: not found (not retried): %s", ref, grpcMessage(err))
+		case ctx.Err() != nil:
+			return "", attempts, fmt.Errorf("%s: gave up after %d attempts (--pull-timeout %s): %s", ref, attempts, im.cfg.PullTimeout, grpcMessage(err))
+		case !isTransient(err):
+			return "", attempts, fmt.Errorf("%s: %s", ref, grpcMessage(err))
+		case attempts > im.cfg.PullRetries:
+			return "", attempts, fmt.Errorf("%s: gave up after %d attempts: %s", ref, attempts, grpcMessage(err))
+		}
+		delay := pullBackoff(im.cfg.PullBackoff, attempts)
+		log.Warn("pull failed; retrying", "attempt", attempts, "delay", delay, "err", grpcMessage(err))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return "", attempts, fmt.Errorf("%s: gave up after %d attempts (%v): %s", ref, attempts, context.Cause(ctx), grpcMessage(err))
+		}
+	}
+}
+
+// pullBackoff is the delay before retry n (1-based): base doubling per
+// retry up to maxPullBackoff, then a random half of it taken off (jitter).
+func pullBackoff(base time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < maxPullBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxPullBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// The CRI hands registry errors over gRPC as text (mostly code Unknown),
+// so beyond the code the message is all there is to classify them by.
+var (
+	notFoundMessages  = []string{"not found", "manifest unknown", "name unknown", "404 not found"}
+	transientMessages = []string{
+		"connection refused", "connection reset", "timeout", "eof",
+		"no route to host", "network is unreachable", "temporary failure in name resolution",
+		"500 internal server error", "502 bad gateway", "503 service unavailable", "504 gateway timeout",
+		"429 too many requests", "toomanyrequests",
+	}
+)
+
+// isNotFound reports a reference the registry does not have.
+func isNotFound(err error) bool {
+	if status.Code(err) == codes.NotFound || errdefs.IsNotFound(err) {
+		return true
+	}
+	msg := strings.ToLower(grpcMessage(err))
+	return slices.ContainsFunc(notFoundMessages, func(s string) bool { return strings.Contains(msg, s) })
+}
+
+// isTransient reports a failure that may go away: the registry or
+// containerd unreachable, a timeout, a 5xx or a rate limit.
+func isTransient(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+		return false
+	}
+	msg := strings.ToLower(grpcMessage(err))
+	return slices.ContainsFunc(transientMessages, func(s string) bool { return strings.Contains(msg, s) })
+}
+
+// grpcMessage is err's message without gRPC's "rpc error: code = … desc =".
+func grpcMessage(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	return err.Error()
 }

@@ -114,6 +114,9 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.importer.Snapshotter, "snapshotter", c.importer.Snapshotter, "snapshotter to unpack into")
 	fs.StringVar(&c.importer.Platform, "platform", "", "platform to unpack (default: the node's)")
 	fs.Var(sizeFlag{&c.importer.ZstdMaxWindow}, "zstd-max-window", "largest zstd window accepted (memory cap), e.g. 512MiB")
+	fs.IntVar(&c.importer.PullConcurrency, "pull-concurrency", c.importer.PullConcurrency, "references of one image list pulled at once")
+	fs.DurationVar(&c.importer.PullTimeout, "pull-timeout", c.importer.PullTimeout, "time allowed to pull one listed reference, retries included")
+	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 }
@@ -124,6 +127,11 @@ func (c *commonConfig) validate() error {
 	}
 	if err := c.importer.Validate(); err != nil {
 		return err
+	}
+	if c.importer.PullAuthFile != "" {
+		if _, err := os.Stat(c.importer.PullAuthFile); err != nil {
+			return fmt.Errorf("--pull-auth: %w", err)
+		}
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", c.logFormat)
