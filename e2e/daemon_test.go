@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,22 +51,15 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 // startDaemon runs imagedrop watch with args against containerd c and
 // namespace ns, on a free local port; it is stopped when the test ends.
 func startDaemon(t *testing.T, c *harness.Containerd, ns string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, addr: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	addr, err := harness.FreeAddress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, addr: addr, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	all := append([]string{"watch", "--containerd-address", c.Address, "--namespace", ns,
 		"--listen-address", d.addr, "--settle", "300ms", "--retry-min", "200ms", "--retry-max", "1s", "--log-level", "debug"}, args...)
 	d.cmd = exec.Command(imagedropBin, all...)
@@ -288,4 +281,37 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// watchEnv is what a daemon test needs: the shared containerd, a namespace
+// of its own, an images directory (created unless told otherwise) and a
+// state file.
+type watchEnv struct {
+	c      *harness.Containerd
+	ns     string
+	st     store
+	dir    string
+	images string
+	state  string
+}
+
+func newWatchEnv(t *testing.T, createImagesDir bool) *watchEnv {
+	t.Helper()
+	c := harness.RequireContainerd(t)
+	ns := harness.Namespace(t)
+	dir := t.TempDir()
+	e := &watchEnv{c: c, ns: ns, st: newStore(t, c, ns), dir: dir,
+		images: filepath.Join(dir, "images"), state: filepath.Join(dir, "state.json")}
+	if createImagesDir {
+		if err := os.Mkdir(e.images, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// start runs imagedrop watch on the environment's directory and state file.
+func (e *watchEnv) start(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	return startDaemon(t, e.c, e.ns, append([]string{"--images-dir", e.images, "--state-file", e.state}, args...)...)
 }

@@ -18,15 +18,9 @@ import (
 // daemon while good and bad files are dropped, and reads the counters back
 // through Prometheus's HTTP API; promtool checks the live exposition.
 func TestPrometheusScrapesDaemon(t *testing.T) {
-	c := harness.RequireContainerd(t)
-	ns := harness.Namespace(t)
-	dir := t.TempDir()
-	images := filepath.Join(dir, "images")
-	if err := os.Mkdir(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemon(t, c, ns, "--images-dir", images, "--state-file", filepath.Join(dir, "state.json"),
-		"--extra-registry", "mirror.local:5000")
+	e := newWatchEnv(t, true)
+	dir, images := e.dir, e.images
+	d := e.start(t, "--extra-registry", "mirror.local:5000")
 	d.waitReady(30 * time.Second)
 	prom := harness.StartPrometheus(t, d.addr)
 

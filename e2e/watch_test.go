@@ -163,15 +163,9 @@ func TestWatchManyFiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("imports 500 archives")
 	}
-	c := harness.RequireContainerd(t)
-	ns := harness.Namespace(t)
-	st := newStore(t, c, ns)
-	dir := t.TempDir()
-	images := filepath.Join(dir, "images")
-	if err := os.Mkdir(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemon(t, c, ns, "--images-dir", images, "--state-file", filepath.Join(dir, "state.json"), "--workers", "4")
+	e := newWatchEnv(t, true)
+	st, images := e.st, e.images
+	d := e.start(t, "--workers", "4")
 	d.waitReady(30 * time.Second)
 
 	const n = 500
@@ -218,18 +212,11 @@ func TestWatchManyFiles(t *testing.T) {
 // TestWatchSIGTERMDuringImport stops the daemon in the middle of a large
 // import: it exits 0 within the grace period and leaves no image behind.
 func TestWatchSIGTERMDuringImport(t *testing.T) {
-	c := harness.RequireContainerd(t)
-	ns := harness.Namespace(t)
-	st := newStore(t, c, ns)
-	dir := t.TempDir()
-	images := filepath.Join(dir, "images")
-	if err := os.Mkdir(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	e := newWatchEnv(t, true)
+	st, images := e.st, e.images
 	big := harness.RandomImage("example.com/big/img:1", node, 7, 4, 64<<20)
 	writeArchive(t, filepath.Join(images, "big.tar.gz"), "gzip", big)
-	d := startDaemon(t, c, ns, "--images-dir", images, "--state-file", filepath.Join(dir, "state.json"),
-		"--shutdown-grace", "200ms")
+	d := e.start(t, "--shutdown-grace", "200ms")
 	d.waitFile("big.tar.gz", "running", 30*time.Second)
 	start := time.Now()
 	if code := d.stop(); code != 0 {
@@ -258,12 +245,9 @@ func grep(s, sub string) string {
 // start, a file replaced by one of the same size with an older mtime, and
 // the directory deleted and created again, without a restart.
 func TestWatchReplaceAndRecreate(t *testing.T) {
-	c := harness.RequireContainerd(t)
-	ns := harness.Namespace(t)
-	st := newStore(t, c, ns)
-	dir := t.TempDir()
-	images := filepath.Join(dir, "images")
-	d := startDaemon(t, c, ns, "--images-dir", images, "--state-file", filepath.Join(dir, "state.json"))
+	e := newWatchEnv(t, false)
+	st, images := e.st, e.images
+	d := e.start(t)
 	d.waitReady(30 * time.Second) // nothing to preload
 
 	if err := os.Mkdir(images, 0o755); err != nil {

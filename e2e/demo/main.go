@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,7 +69,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	addr, err := freeAddress()
+	addr, err := harness.FreeAddress()
 	if err != nil {
 		return err
 	}
@@ -129,15 +128,6 @@ type status struct {
 		State  string   `json:"state"`
 		Images []string `json:"images"`
 	} `json:"files"`
-}
-
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // waitHTTP polls url until it answers 200 and done accepts the body.
