@@ -7,15 +7,16 @@ BIN := bin/imagedrop
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build setup demo test test-unit lint bench clean
+.PHONY: all build setup demo test test-k8s test-unit lint bench clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/imagedrop
 
-# Installs containerd, docker-registry, prometheus, zstd, lz4 and builds
-# containerd 2.x into $(CACHE) once.
+# Installs containerd, docker-registry, prometheus, zstd, lz4, etcd, the CNI
+# plugins, and builds containerd 2.x and the Kubernetes node binaries into
+# $(CACHE) once (the latter 10-15 minutes on 2 cores).
 setup:
 	./e2e/setup.sh >/dev/null
 
@@ -28,11 +29,17 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
 
-# All tests against the real services: first Debian's containerd 1.6, then
-# containerd 2.x. CI runs this.
+# All tests against the real services: first Debian's containerd 1.6 (e2e/k8s
+# always runs its own containerd 2.x and Kubernetes), then the importer and
+# end-to-end tests again on containerd 2.x. CI runs this.
 test: setup lint
 	$(GO) test $(GOTEST_FLAGS) ./...
-	IMAGEDROP_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test $(GOTEST_FLAGS) ./importer/... ./e2e/...
+	IMAGEDROP_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test $(GOTEST_FLAGS) ./importer/... $$($(GO) list ./e2e/... | grep -v /e2e/k8s)
+
+# The DaemonSet of deploy/ on a real single-node Kubernetes (etcd, control
+# plane and kubelet on a private containerd 2.x), started by the test.
+test-k8s: setup
+	$(GO) test -race -count=1 -timeout 30m ./e2e/k8s/
 
 test-unit:
 	$(GO) test -race -short ./...

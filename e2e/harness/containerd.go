@@ -183,7 +183,10 @@ state = %[2]q
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = 'overlayfs'
 [plugins.'io.containerd.cri.v1.runtime']
+  # This VM refuses negative oom_score_adj writes (the CRI gives sandboxes -998).
   restrict_oom_score_adj = true
+  # Pod network namespaces in the state directory, not /var/run/netns.
+  netns_mounts_under_state_dir = true
 [plugins.'io.containerd.cri.v1.runtime'.cni]
   bin_dirs = ['/usr/lib/cni']
   conf_dir = %[6]q

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,7 +40,32 @@ func NewImage(name, platform string, layers ...map[string]string) *Image {
 	for _, files := range layers {
 		img.Layers = append(img.Layers, layerTar(files))
 	}
-	img.Config = imageConfig(p, img.Layers)
+	img.Config = imageConfig(p, defaultRuntimeConfig(), img.Layers)
+	return img
+}
+
+// File is one regular file of a layer built with Layer.
+type File struct {
+	Name string // path inside the image, without a leading slash
+	Mode int64  // permission bits; 0 means 0644
+	Data []byte
+}
+
+// Layer builds an uncompressed layer tar holding files and their parent
+// directories. Unlike NewImage's layers, its files may be executable.
+func Layer(files ...File) []byte {
+	sorted := slices.Clone(files)
+	slices.SortFunc(sorted, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
+	return writeLayer(sorted)
+}
+
+// NewImageFromLayers builds an image from uncompressed layer tars (see
+// Layer) with the runtime configuration cfg (Entrypoint, Cmd, Env…), for an
+// image that is meant to run.
+func NewImageFromLayers(name, platform string, cfg ocispec.ImageConfig, layers ...[]byte) *Image {
+	p := parsePlatform(platform)
+	img := &Image{Name: name, Platform: p, Layers: layers}
+	img.Config = imageConfig(p, cfg, img.Layers)
 	return img
 }
 
@@ -60,7 +86,7 @@ func RandomImage(name, platform string, seed uint64, layers int, size int) *Imag
 		copy(data[size/2:], bytes.Repeat([]byte(fmt.Sprintf("layer %d of %s\n", i, name)), size/2/16+1))
 		img.Layers = append(img.Layers, layerTar(map[string]string{fmt.Sprintf("data/%d.bin", i): string(data)}))
 	}
-	img.Config = imageConfig(p, img.Layers)
+	img.Config = imageConfig(p, defaultRuntimeConfig(), img.Layers)
 	return img
 }
 
@@ -76,21 +102,34 @@ func parsePlatform(s string) ocispec.Platform {
 var epoch = time.Unix(1700000000, 0).UTC()
 
 func layerTar(files map[string]string) []byte {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	dirs := map[string]bool{}
+	sorted := make([]File, 0, len(names))
 	for _, n := range names {
-		for d := dirOf(n); d != "" && !dirs[d]; d = dirOf(d) {
+		sorted = append(sorted, File{Name: n, Data: []byte(files[n])})
+	}
+	return writeLayer(sorted)
+}
+
+// writeLayer writes files, sorted by name, as a reproducible layer tar.
+func writeLayer(files []File) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		for d := dirOf(f.Name); d != "" && !dirs[d]; d = dirOf(d) {
 			dirs[d] = true
 			_ = tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatPAX})
 		}
-		_ = tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(files[n])), ModTime: epoch, Format: tar.FormatPAX})
-		_, _ = io.WriteString(tw, files[n])
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		_ = tw.WriteHeader(&tar.Header{Name: f.Name, Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(f.Data)), ModTime: epoch, Format: tar.FormatPAX})
+		_, _ = tw.Write(f.Data)
 	}
 	_ = tw.Close()
 	return buf.Bytes()
@@ -104,11 +143,16 @@ func dirOf(p string) string {
 	return p[:i]
 }
 
-func imageConfig(p ocispec.Platform, layers [][]byte) []byte {
+// defaultRuntimeConfig is the runtime configuration of NewImage's images.
+func defaultRuntimeConfig() ocispec.ImageConfig {
+	return ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Env: []string{"PATH=/bin"}}
+}
+
+func imageConfig(p ocispec.Platform, rc ocispec.ImageConfig, layers [][]byte) []byte {
 	cfg := ocispec.Image{
 		Created:  &epoch,
 		Platform: p,
-		Config:   ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Env: []string{"PATH=/bin"}},
+		Config:   rc,
 		RootFS:   ocispec.RootFS{Type: "layers"},
 	}
 	for _, l := range layers {
