@@ -36,6 +36,15 @@ test: setup lint
 	$(GO) test $(GOTEST_FLAGS) ./...
 	IMAGEDROP_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test $(GOTEST_FLAGS) ./importer/... $$($(GO) list ./e2e/... | grep -v /e2e/k8s)
 
+# Side-by-side benchmark against ctr on a private containerd 2.x, written to
+# BENCHMARKS.md. Takes about 20 minutes and needs ~15 GiB free in TMPDIR;
+# `make bench BENCH_FLAGS=-quick` is a small run for development. Add
+# BENCH_FLAGS=-containerd=$(CONTAINERD2),/usr/bin/containerd to also run
+# against Debian's containerd 1.6.
+BENCH_FLAGS ?=
+bench: setup build
+	$(GO) run ./e2e/bench -out BENCHMARKS.md -imagedrop $(BIN) -containerd $(CONTAINERD2) $(BENCH_FLAGS)
+
 # The DaemonSet of deploy/ on a real single-node Kubernetes (etcd, control
 # plane and kubelet on a private containerd 2.x), started by the test.
 test-k8s: setup

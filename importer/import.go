@@ -14,10 +14,10 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
 	"github.com/klauspost/compress/zstd"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -52,7 +52,7 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 		return res, ErrEmpty
 	}
 
-	ctx, release, err := im.lease(ctx)
+	ctx, hold, release, err := im.lease(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -69,7 +69,7 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 	defer closeDecoder()
 	res.Compression = compression
 
-	index, err := archive.ImportIndex(ctx, im.client.ContentStore(), tr)
+	index, err := ingester{cs: im.client.ContentStore(), hold: hold}.importIndex(ctx, tr)
 	if err != nil {
 		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
 	}
@@ -106,8 +106,8 @@ func describeReadError(err error, c Compression, zstdWindow uint64) error {
 		return fmt.Errorf("zstd window larger than the %d MiB allowed (raise --zstd-max-window): %w", zstdWindow>>20, err)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("archive is truncated (%s): %w", c, err)
-	case err.Error() == "unrecognized image format":
-		return errors.New("not an image archive: no manifest.json (docker save) or index.json (OCI layout) found")
+	case errors.Is(err, errNoManifest):
+		return err
 	}
 	return fmt.Errorf("read %s archive: %w", c, err)
 }
@@ -195,14 +195,21 @@ func dedupeImages(in []images.Image) []images.Image {
 }
 
 // lease returns ctx with a new lease that holds everything the import
-// writes until it ends, and the func that releases it. After a failure the
-// release waits for garbage collection, so nothing of the file is left.
-func (im *Importer) lease(ctx context.Context) (context.Context, func(failed bool), error) {
+// writes until it ends, a func that adds a blob to it explicitly, and the
+// func that releases it. After a failure the release waits for garbage
+// collection, so nothing of the file is left.
+func (im *Importer) lease(ctx context.Context) (context.Context, func(context.Context, digest.Digest) error, func(failed bool), error) {
 	ctx = im.nsContext(ctx)
 	ls := im.client.LeasesService()
 	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseExpiry))
 	if err != nil {
-		return nil, nil, fmt.Errorf("create lease: %w", err)
+		return nil, nil, nil, fmt.Errorf("create lease: %w", err)
+	}
+	hold := func(ctx context.Context, d digest.Digest) error {
+		if err := ls.AddResource(ctx, l, leases.Resource{ID: d.String(), Type: "content"}); err != nil {
+			return fmt.Errorf("lease blob %s: %w", d, err)
+		}
+		return nil
 	}
 	release := func(failed bool) {
 		var opts []leases.DeleteOpt
@@ -213,7 +220,7 @@ func (im *Importer) lease(ctx context.Context) (context.Context, func(failed boo
 			im.log.Warn("release lease", "lease", l.ID, "err", err)
 		}
 	}
-	return leases.WithLease(ctx, l.ID), release, nil
+	return leases.WithLease(ctx, l.ID), hold, release, nil
 }
 
 // countingReader counts bytes read from the file and reports them as they go.

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// archiveSpec is a `docker save` archive the benchmark writes: one image of
+// layers layers holding size bytes of file data in all, half random and half
+// compressible in each layer, like real layers.
+type archiveSpec struct {
+	name   string // RepoTag, e.g. "bench/plain:1"
+	seed   uint64
+	layers int
+	size   int64
+}
+
+var epoch = time.Unix(1700000000, 0).UTC()
+
+// writeDockerSave streams the archive of s to path without holding a layer
+// in memory: each layer's tar header is written first (its size is known in
+// advance), its data straight after while its digest is computed, then the
+// config and manifest.json that need those digests. The file is synced.
+func writeDockerSave(path string, s archiveSpec) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	tw := tar.NewWriter(bw)
+
+	var diffIDs []digest.Digest
+	var layerNames []string
+	per := s.size / int64(s.layers)
+	for i := range s.layers {
+		n := per
+		if i == s.layers-1 {
+			n = s.size - per*int64(s.layers-1)
+		}
+		d, name, err := writeLayer(tw, s, i, n)
+		if err != nil {
+			return fmt.Errorf("write %s layer %d: %w", path, i, err)
+		}
+		diffIDs = append(diffIDs, d)
+		layerNames = append(layerNames, name)
+	}
+
+	cfg := ocispec.Image{
+		Created:  &epoch,
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Env: []string{"PATH=/bin"}},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
+	}
+	cb, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(cb)
+	cfgName := hex.EncodeToString(sum[:]) + ".json"
+	if err := writeTarFile(tw, cfgName, cb); err != nil {
+		return err
+	}
+	mb, err := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{s.name}, "Layers": layerNames}})
+	if err != nil {
+		return err
+	}
+	if err := writeTarFile(tw, "manifest.json", mb); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// writeLayer writes layer i as "<v1 id>/layer.tar", a tar of one directory and
+// one file of n bytes, and returns its digest (the diff ID).
+func writeLayer(tw *tar.Writer, s archiveSpec, i int, n int64) (digest.Digest, string, error) {
+	const block = 512
+	// USTAR headers of short names are one block each; the tar ends with two.
+	innerSize := block + block + (n+block-1)/block*block + 2*block
+	idSum := sha256.Sum256(fmt.Appendf(nil, "%s/%d/%d", s.name, s.seed, i))
+	name := hex.EncodeToString(idSum[:]) + "/layer.tar"
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: innerSize, ModTime: epoch}); err != nil {
+		return "", "", err
+	}
+	h := sha256.New()
+	inner := tar.NewWriter(io.MultiWriter(tw, h))
+	if err := inner.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
+		return "", "", err
+	}
+	if err := inner.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/%d.bin", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: n, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
+		return "", "", err
+	}
+	if err := writeData(inner, s.seed+uint64(i), fmt.Sprintf("layer %d of %s\n", i, s.name), n); err != nil {
+		return "", "", err
+	}
+	if err := inner.Close(); err != nil {
+		return "", "", err
+	}
+	return digest.NewDigest(digest.SHA256, h), name, nil
+}
+
+// writeData writes n bytes: the first half random from seed, the second half
+// line repeated.
+func writeData(w io.Writer, seed uint64, line string, n int64) error {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	buf := make([]byte, 1<<20)
+	var pattern []byte
+	for len(pattern) < len(buf)+len(line) {
+		pattern = append(pattern, line...)
+	}
+	half := n / 2
+	for off := int64(0); off < n; {
+		chunk := min(int64(len(buf)), n-off)
+		if off < half {
+			chunk = min(chunk, half-off)
+			for j := int64(0); j+8 <= chunk; j += 8 {
+				binary.LittleEndian.PutUint64(buf[j:], r.Uint64())
+			}
+			for j := chunk &^ 7; j < chunk; j++ {
+				buf[j] = byte(r.Uint32())
+			}
+			if _, err := w.Write(buf[:chunk]); err != nil {
+				return err
+			}
+		} else {
+			start := (off - half) % int64(len(line))
+			if _, err := w.Write(pattern[start : start+chunk]); err != nil {
+				return err
+			}
+		}
+		off += chunk
+	}
+	return nil
+}
+
+func writeTarFile(tw *tar.Writer, name string, b []byte) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b)), ModTime: epoch}); err != nil {
+		return err
+	}
+	_, err := tw.Write(b)
+	return err
+}
+
+// compressZstd writes src compressed with the zstd CLI at its default level,
+// as `docker save | zstd` would.
+func compressZstd(src, dst string) error {
+	out, err := exec.Command("zstd", "-q", "-f", "-T0", src, "-o", dst).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("zstd %s: %w: %s", src, err, out)
+	}
+	return syncFile(dst)
+}
+
+// compressGzip writes src gzip-compressed at the default level, as
+// `docker save | gzip` would.
+func compressGzip(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	zw := gzip.NewWriter(out)
+	if _, err := io.Copy(zw, in); err != nil {
+		return fmt.Errorf("gzip %s: %w", src, err)
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

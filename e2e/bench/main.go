@@ -1,0 +1,304 @@
+// Command bench measures imagedrop side by side with the tools it replaces
+// (`ctr images import`, local and through the transfer service, and
+// decompression pipelines into it) on inputs it generates, against a private
+// containerd, and writes the results with the machine's floors to a
+// Markdown file. Run it with `make bench` (or `make bench BENCH_FLAGS=-quick`).
+//
+// Every number in the output comes from the run; nothing is asserted.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/imagedrop/imagedrop/e2e/harness"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is what the command line chooses.
+type config struct {
+	out           string
+	imagedrop     string
+	containerds   []string
+	workDir       string
+	quick         bool
+	size          int64
+	layers        int
+	many          int
+	manySize      int64
+	rounds        int
+	latencyRounds int
+	restartFiles  int
+	big           int64
+	cases         map[string]bool // empty: all
+}
+
+func parseConfig(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	var containerds string
+	size, manySize, big := "1GiB", "1MiB", "4GiB"
+	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "Markdown file to write")
+	fs.StringVar(&c.imagedrop, "imagedrop", "bin/imagedrop", "imagedrop binary")
+	fs.StringVar(&containerds, "containerd", "/var/cache/imagedrop/containerd-v2.4.2/bin/containerd",
+		"containerd binaries to run against, comma-separated; ctr is taken from the same directory")
+	fs.StringVar(&c.workDir, "work-dir", "", "where inputs and the disk floor are written (default: a temporary directory, on the disk containerd uses)")
+	fs.BoolVar(&c.quick, "quick", false, "small sizes and 2 rounds, for development: 128MiB archives, 40 small archives, no 4GiB run")
+	fs.StringVar(&size, "size", size, "size of the large archives")
+	fs.IntVar(&c.layers, "layers", 8, "layers of the many-layer archive")
+	fs.IntVar(&c.many, "many", 200, "number of small archives")
+	fs.StringVar(&manySize, "many-size", manySize, "size of each small archive")
+	fs.IntVar(&c.rounds, "rounds", 3, "rounds of each comparison")
+	fs.IntVar(&c.latencyRounds, "latency-drops", 10, "archives dropped one by one for the rename → visible latency")
+	fs.IntVar(&c.restartFiles, "restart-files", 100, "archives recorded in the state file for the restart case")
+	fs.StringVar(&big, "big", big, "size of the archive imported once for peak RSS; 0 skips it")
+	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,zst,gz,again,unpack,latency,many,big,restart); default all")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.cases = map[string]bool{}
+	for _, k := range strings.Split(*cases, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.cases[k] = true
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.quick {
+		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0"} {
+			if !set[name] {
+				_ = fs.Set(name, v)
+			}
+		}
+	}
+	var err error
+	if c.size, err = parseSize(size); err != nil {
+		return c, err
+	}
+	if c.manySize, err = parseSize(manySize); err != nil {
+		return c, err
+	}
+	if c.big, err = parseSize(big); err != nil {
+		return c, err
+	}
+	for _, s := range strings.Split(containerds, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.containerds = append(c.containerds, s)
+		}
+	}
+	switch {
+	case len(c.containerds) == 0:
+		return c, errors.New("-containerd: none given")
+	case c.size < 1<<20 || c.manySize < 4<<10:
+		return c, errors.New("-size must be at least 1MiB and -many-size at least 4KiB")
+	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1:
+		return c, errors.New("-layers, -many, -rounds, -latency-drops and -restart-files must be at least 1")
+	case c.restartFiles > c.many:
+		return c, errors.New("-restart-files must not exceed -many")
+	}
+	return c, nil
+}
+
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			var n int64
+			if _, err := fmt.Sscan(num, &n); err != nil {
+				return 0, fmt.Errorf("size %q: %w", s, err)
+			}
+			return n * u.mult, nil
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return 0, fmt.Errorf("size %q: want bytes, KiB, MiB or GiB", s)
+	}
+	return n, nil
+}
+
+// inputs are the generated archives.
+type inputs struct {
+	plain, plainAgain, zst, gz, layered, big string
+	manyDir, restartDir                      string
+	many, latency                            []string
+}
+
+type bench struct {
+	cfg  config
+	work string
+	in   inputs
+	log  io.Writer
+}
+
+// want reports whether case key is to run.
+func (b *bench) want(key string) bool { return len(b.cfg.cases) == 0 || b.cfg.cases[key] }
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	for _, tool := range []string{timeBin, "zstd", "gzip", "dd", "sha256sum", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is needed (run e2e/setup.sh): %w", tool, err)
+		}
+	}
+	if cfg.imagedrop, err = filepath.Abs(cfg.imagedrop); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.imagedrop); err != nil {
+		return fmt.Errorf("imagedrop binary (run make build): %w", err)
+	}
+	work := cfg.workDir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "imagedrop-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	}
+	b := &bench{cfg: cfg, work: work, log: stderr}
+	rep := &report{started: time.Now(), cfg: cfg}
+	rep.machine = describeMachine(work)
+	rep.imagedropVersion = commandOutput(cfg.imagedrop, "version")
+
+	b.logf("generating inputs in %s", work)
+	if err := b.generate(); err != nil {
+		return fmt.Errorf("generate inputs: %w", err)
+	}
+	for _, bin := range cfg.containerds {
+		sec, err := b.runAgainst(ctx, bin)
+		if err != nil {
+			return fmt.Errorf("containerd %s: %w", bin, err)
+		}
+		rep.sections = append(rep.sections, sec)
+	}
+	rep.finished = time.Now()
+	rep.loadEnd = loadAverage()
+	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {
+		return err
+	}
+	b.logf("wrote %s", cfg.out)
+	return nil
+}
+
+// runAgainst starts a private containerd from bin and runs every case.
+func (b *bench) runAgainst(ctx context.Context, bin string) (*section, error) {
+	ctr := filepath.Join(filepath.Dir(bin), "ctr")
+	if _, err := os.Stat(ctr); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoCtr, err)
+	}
+	c, err := harness.StartContainerd(ctx, bin)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	client, err := containerd.New(c.Address)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Close()
+	e := &runtimeEnv{c: c, client: client, ctr: ctr, major: 1}
+	if strings.HasPrefix(c.Version, "v2") || strings.HasPrefix(c.Version, "2") {
+		e.major = 2
+	}
+	b.logf("containerd %s (%s), ctr %s", c.Version, bin, ctr)
+	sec, err := b.runCases(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	sec.containerdBin = bin
+	sec.ctrVersion = commandOutput(ctr, "--version")
+	return sec, nil
+}
+
+// generate writes every input archive into the work directory.
+func (b *bench) generate() error {
+	in := &b.in
+	w := b.work
+	start := time.Now()
+	in.plain = filepath.Join(w, "plain.tar")
+	if err := writeDockerSave(in.plain, archiveSpec{name: "bench/plain:1", seed: 1, layers: 1, size: b.cfg.size}); err != nil {
+		return err
+	}
+	in.plainAgain = filepath.Join(w, "plain-again.tar")
+	if err := os.Link(in.plain, in.plainAgain); err != nil {
+		return err
+	}
+	in.zst = filepath.Join(w, "plain.tar.zst")
+	if err := compressZstd(in.plain, in.zst); err != nil {
+		return err
+	}
+	in.gz = filepath.Join(w, "plain.tar.gz")
+	if err := compressGzip(in.plain, in.gz); err != nil {
+		return err
+	}
+	in.layered = filepath.Join(w, "layers.tar")
+	if err := writeDockerSave(in.layered, archiveSpec{name: "bench/layers:1", seed: 100, layers: b.cfg.layers, size: b.cfg.size}); err != nil {
+		return err
+	}
+	in.manyDir = filepath.Join(w, "many")
+	in.restartDir = filepath.Join(w, "restart")
+	latencyDir := filepath.Join(w, "latency")
+	for _, d := range []string{in.manyDir, in.restartDir, latencyDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for i := range b.cfg.many {
+		p := filepath.Join(in.manyDir, fmt.Sprintf("many-%03d.tar", i))
+		if err := writeDockerSave(p, archiveSpec{name: fmt.Sprintf("bench/many-%03d:1", i), seed: 1000 + uint64(i), layers: 1, size: b.cfg.manySize}); err != nil {
+			return err
+		}
+		in.many = append(in.many, p)
+		if i < b.cfg.restartFiles {
+			if err := os.Link(p, filepath.Join(in.restartDir, filepath.Base(p))); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range b.cfg.latencyRounds {
+		p := filepath.Join(latencyDir, fmt.Sprintf("latency-%02d.tar", i))
+		if err := writeDockerSave(p, archiveSpec{name: latencyImage(i), seed: 5000 + uint64(i), layers: 1, size: b.cfg.manySize}); err != nil {
+			return err
+		}
+		in.latency = append(in.latency, p)
+	}
+	if b.cfg.big > 0 {
+		in.big = filepath.Join(w, "big.tar")
+		if err := writeDockerSave(in.big, archiveSpec{name: "bench/big:1", seed: 9, layers: 1, size: b.cfg.big}); err != nil {
+			return err
+		}
+	}
+	b.logf("inputs ready in %s", time.Since(start).Round(time.Second))
+	return nil
+}

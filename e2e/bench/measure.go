@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+)
+
+// timeBin is GNU time, which reports a command's peak RSS.
+const timeBin = "/usr/bin/time"
+
+// sample is one timed run of a command.
+type sample struct {
+	wall   time.Duration
+	rssKiB int64 // peak RSS of the command itself (not its children); 0 if unknown
+}
+
+// preread reads files into the page cache, so every run starts warm: page
+// cache cannot be dropped reliably on a shared machine.
+func preread(paths ...string) error {
+	buf := make([]byte, 1<<20)
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		_, err = io.CopyBuffer(io.Discard, f, buf)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("preread %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// timeCmd runs argv under GNU time and returns its wall time, measured here
+// from start to exit, and peak RSS.
+func timeCmd(ctx context.Context, dir string, argv []string) (sample, error) {
+	rssFile := filepath.Join(dir, "time.out")
+	full := append([]string{timeBin, "-v", "-o", rssFile}, argv...)
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return sample{}, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, tail(out.String(), 2000))
+	}
+	rss, _ := parseMaxRSS(rssFile)
+	return sample{wall: wall, rssKiB: rss}, nil
+}
+
+func parseMaxRSS(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "Maximum resident set size (kbytes):"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no maximum resident set size in time output")
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// hashFile times Go's sha256, which containerd uses, over path.
+func hashFile(path string) (sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return sample{}, err
+	}
+	defer f.Close()
+	start := time.Now()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+		return sample{}, err
+	}
+	return sample{wall: time.Since(start)}, nil
+}
+
+// shell returns argv running script under bash with pipefail.
+func shell(script string) []string { return []string{"bash", "-o", "pipefail", "-c", script} }
+
+// quote quotes s for bash.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// clearNamespace deletes every image of ns, the last one with a synchronous
+// garbage collection, so the next run starts on a quiet containerd.
+func clearNamespace(ctx context.Context, client *containerd.Client, ns string) error {
+	ctx = namespaces.WithNamespace(ctx, ns)
+	is := client.ImageService()
+	imgs, err := is.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list images of %s: %w", ns, err)
+	}
+	for i, img := range imgs {
+		var opts []images.DeleteOpt
+		if i == len(imgs)-1 {
+			opts = append(opts, images.SynchronousDelete())
+		}
+		if err := is.Delete(ctx, img.Name, opts...); err != nil {
+			return fmt.Errorf("delete %s in %s: %w", img.Name, ns, err)
+		}
+	}
+	return nil
+}
+
+// daemon is a running `imagedrop watch`.
+type daemon struct {
+	cmd    *exec.Cmd
+	addr   string
+	exited chan error
+	log    *os.File
+}
+
+// startDaemon starts `imagedrop watch` on dir with state file state, logging
+// to logPath, on a free local port. It does not wait for readiness.
+func startDaemon(bin, address, ns, dir, state, logPath string) (*daemon, error) {
+	addr, err := freeAddress()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "watch", "--containerd-address", address, "--namespace", ns,
+		"--images-dir", dir, "--state-file", state, "--listen-address", addr, "--unpack=false", "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start imagedrop watch: %w", err)
+	}
+	d := &daemon{cmd: cmd, addr: addr, exited: make(chan error, 1), log: logf}
+	go func() { d.exited <- cmd.Wait() }()
+	return d, nil
+}
+
+// stop sends SIGTERM and waits for the daemon to exit.
+func (d *daemon) stop() error {
+	defer d.log.Close()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		return err
+	case <-time.After(60 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		return errors.New("imagedrop watch did not exit within 60s of SIGTERM")
+	}
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func (d *daemon) get(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.addr+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// waitReady polls /readyz every interval until it answers 200.
+func (d *daemon) waitReady(ctx context.Context, interval, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case err := <-d.exited:
+			d.exited <- err
+			return fmt.Errorf("imagedrop watch exited: %v", err)
+		default:
+		}
+		if code, _, err := d.get(ctx, "/readyz"); err == nil && code == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("/readyz not 200 within %s", timeout)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// waitDone polls /status until n files are done; a failed file is an error.
+func (d *daemon) waitDone(ctx context.Context, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		code, b, err := d.get(ctx, "/status")
+		if err == nil && code == http.StatusOK {
+			var s struct {
+				Files []struct {
+					Path  string `json:"path"`
+					State string `json:"state"`
+					Error string `json:"error"`
+				} `json:"files"`
+			}
+			if err := json.Unmarshal(b, &s); err != nil {
+				return fmt.Errorf("/status: %w", err)
+			}
+			done := 0
+			for _, f := range s.Files {
+				switch f.State {
+				case "done":
+					done++
+				case "failed":
+					return fmt.Errorf("%s failed: %s", f.Path, f.Error)
+				}
+			}
+			if done >= n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d files not done within %s", n, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
+}
