@@ -25,9 +25,10 @@ setup:
 demo: setup build
 	$(GO) run ./e2e/demo --imagedrop $(BIN)
 
-lint:
+lint: setup
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(CACHE)/bin/staticcheck ./...
 
 # All tests against the real services: first Debian's containerd 1.6 (e2e/k8s
 # always runs its own containerd 2.x and Kubernetes), then the importer and

@@ -83,4 +83,9 @@ GO
     done
   )
 fi
+# staticcheck for `make lint`.
+if [ ! -x "$CACHE/bin/staticcheck" ]; then
+  echo "setup: installing staticcheck into $CACHE/bin" >&2
+  (cd /tmp && GOBIN="$CACHE/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)
+fi
 echo "$bindir/containerd"
