@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/imagedrop/imagedrop/e2e/harness"
 )
 
 // timeBin is GNU time, which reports a command's peak RSS.
@@ -157,7 +157,7 @@ type daemon struct {
 // startDaemon starts `imagedrop watch` on dir with state file state, logging
 // to logPath, on a free local port. It does not wait for readiness.
 func startDaemon(bin, address, ns, dir, state, logPath string) (*daemon, error) {
-	addr, err := freeAddress()
+	addr, err := harness.FreeAddress()
 	if err != nil {
 		return nil, err
 	}
@@ -262,13 +262,4 @@ func (d *daemon) waitDone(ctx context.Context, n int, timeout time.Duration) err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
 }
