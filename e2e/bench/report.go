@@ -100,7 +100,7 @@ func (r *report) markdown() string {
 - Like is compared with like: `+"`ctr images import`"+` unpacks by default, so it gets `+"`--no-unpack`"+` when imagedrop runs with `+"`--unpack=false`"+`; the unpack case runs both with unpack into overlayfs. imagedrop also pins and labels images; ctr does not.
 - `+"`imagedrop import f1 … fN`"+` is sequential today; the daemon (`+"`imagedrop watch`"+`, default 2 workers) is the representative many-files case.
 - ctr is built from the same containerd version it talks to.
-- The machine is shared with other work while this runs (see the load average); treat differences of a few percent as noise.
+- Other work may share the machine while this runs (see the load average above); treat differences of a few percent as noise.
 `, formatBytes(r.cfg.size), r.cfg.layers, r.cfg.many, formatBytes(r.cfg.manySize), r.cfg.rounds)
 
 	for _, s := range r.sections {
