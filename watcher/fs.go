@@ -295,21 +295,17 @@ func (l *loop) created(name, dir string) {
 		l.walk(name, dir)
 		return
 	}
-	if Kind(name) == "" {
-		return
-	}
-	st, err := statFile(name)
-	if err != nil {
-		return
-	}
-	f := l.touch(name, dir)
-	f.size = st.Size
-	l.unqueue(f)
-	l.pend[name] = &pending{probe: true, last: st, deadline: time.Now().Add(probeWindow)}
+	l.pendFile(name, dir, true, probeWindow)
 }
 
 // written handles a Write or Chmod: the file settles again.
 func (l *loop) written(name, dir string) {
+	l.pendFile(name, dir, false, l.w.cfg.Settle)
+}
+
+// pendFile takes a supported file out of the queue until it has been
+// unchanged for wait (a probe also requires that no Write arrived).
+func (l *loop) pendFile(name, dir string, probe bool, wait time.Duration) {
 	if Kind(name) == "" {
 		return
 	}
@@ -320,7 +316,7 @@ func (l *loop) written(name, dir string) {
 	f := l.touch(name, dir)
 	f.size = st.Size
 	l.unqueue(f)
-	l.pend[name] = &pending{last: st, deadline: time.Now().Add(l.w.cfg.Settle)}
+	l.pend[name] = &pending{probe: probe, last: st, deadline: time.Now().Add(wait)}
 }
 
 // settled checks a pending file whose deadline passed: it is queued if
