@@ -28,6 +28,9 @@ type archiveSpec struct {
 	seed   uint64
 	layers int
 	size   int64
+	// blobNames names layers and config blobs/sha256/<digest>, as docker
+	// save ≥ 25 does, instead of "<id>/layer.tar" and "<digest>.json".
+	blobNames bool
 }
 
 var epoch = time.Unix(1700000000, 0).UTC()
@@ -73,6 +76,9 @@ func writeDockerSave(path string, s archiveSpec) error {
 	}
 	sum := sha256.Sum256(cb)
 	cfgName := hex.EncodeToString(sum[:]) + ".json"
+	if s.blobNames {
+		cfgName = "blobs/sha256/" + hex.EncodeToString(sum[:])
+	}
 	if err := writeTarFile(tw, cfgName, cb); err != nil {
 		return err
 	}
@@ -95,32 +101,47 @@ func writeDockerSave(path string, s archiveSpec) error {
 	return f.Close()
 }
 
-// writeLayer writes layer i as "<v1 id>/layer.tar", a tar of one directory and
-// one file of n bytes, and returns its digest (the diff ID).
+// writeLayer writes layer i, a tar of one directory and one file of n
+// bytes, and returns its digest (the diff ID) and its name in the archive:
+// "<v1 id>/layer.tar" as classic docker save names it, or with blobNames
+// "blobs/sha256/<digest>" as docker ≥ 25 does, which takes a first pass over
+// the (deterministic) data to learn the digest before the header.
 func writeLayer(tw *tar.Writer, s archiveSpec, i int, n int64) (digest.Digest, string, error) {
 	const block = 512
 	// USTAR headers of short names are one block each; the tar ends with two.
 	innerSize := block + block + (n+block-1)/block*block + 2*block
 	idSum := sha256.Sum256(fmt.Appendf(nil, "%s/%d/%d", s.name, s.seed, i))
 	name := hex.EncodeToString(idSum[:]) + "/layer.tar"
+	if s.blobNames {
+		h := sha256.New()
+		if err := writeLayerTar(h, s, i, n); err != nil {
+			return "", "", err
+		}
+		name = "blobs/sha256/" + hex.EncodeToString(h.Sum(nil))
+	}
 	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: innerSize, ModTime: epoch}); err != nil {
 		return "", "", err
 	}
 	h := sha256.New()
-	inner := tar.NewWriter(io.MultiWriter(tw, h))
-	if err := inner.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
-		return "", "", err
-	}
-	if err := inner.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/%d.bin", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: n, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
-		return "", "", err
-	}
-	if err := writeData(inner, s.seed+uint64(i), fmt.Sprintf("layer %d of %s\n", i, s.name), n); err != nil {
-		return "", "", err
-	}
-	if err := inner.Close(); err != nil {
+	if err := writeLayerTar(io.MultiWriter(tw, h), s, i, n); err != nil {
 		return "", "", err
 	}
 	return digest.NewDigest(digest.SHA256, h), name, nil
+}
+
+// writeLayerTar writes the content of layer i to w.
+func writeLayerTar(w io.Writer, s archiveSpec, i int, n int64) error {
+	inner := tar.NewWriter(w)
+	if err := inner.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
+		return err
+	}
+	if err := inner.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/%d.bin", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: n, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
+		return err
+	}
+	if err := writeData(inner, s.seed+uint64(i), fmt.Sprintf("layer %d of %s\n", i, s.name), n); err != nil {
+		return err
+	}
+	return inner.Close()
 }
 
 // writeData writes n bytes: the first half random from seed, the second half

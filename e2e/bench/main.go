@@ -74,7 +74,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.latencyRounds, "latency-drops", 10, "archives dropped one by one for the rename → visible latency")
 	fs.IntVar(&c.restartFiles, "restart-files", 100, "archives recorded in the state file for the restart case")
 	fs.StringVar(&big, "big", big, "size of the archive imported once for peak RSS; 0 skips it")
-	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,zst,gz,again,unpack,latency,many,big,restart); default all")
+	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,zst,gz,again,again-named,unpack,latency,many,big,restart); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -144,9 +144,9 @@ func parseSize(s string) (int64, error) {
 
 // inputs are the generated archives.
 type inputs struct {
-	plain, plainAgain, zst, gz, layered, big string
-	manyDir, restartDir                      string
-	many, latency                            []string
+	plain, plainAgain, blobNamed, zst, gz, layered, big string
+	manyDir, restartDir                                 string
+	many, latency                                       []string
 }
 
 type bench struct {
@@ -252,6 +252,12 @@ func (b *bench) generate() error {
 	}
 	in.plainAgain = filepath.Join(w, "plain-again.tar")
 	if err := os.Link(in.plain, in.plainAgain); err != nil {
+		return err
+	}
+	// The same image with its blobs named by digest, as docker save ≥ 25
+	// writes it: a re-import can skip what containerd already has.
+	in.blobNamed = filepath.Join(w, "plain-blobs.tar")
+	if err := writeDockerSave(in.blobNamed, archiveSpec{name: "bench/plain:1", seed: 1, layers: 1, size: b.cfg.size, blobNames: true}); err != nil {
 		return err
 	}
 	in.zst = filepath.Join(w, "plain.tar.zst")
