@@ -58,27 +58,17 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 	}
 	defer func() { release(err != nil) }()
 
-	cr := &countingReader{r: f, obs: im.obs}
-	stop := im.logProgress(path, st.Size(), cr)
+	read := &byteCounter{obs: im.obs}
+	stop := im.logProgress(path, st.Size(), read)
 	defer stop()
 
-	tr, compression, closeDecoder, err := decompress(cr, DecompressOptions{ZstdMaxWindow: im.cfg.ZstdMaxWindow})
-	if err != nil {
-		return res, err
-	}
-	defer closeDecoder()
+	in := ingester{cs: im.client.ContentStore(), hold: hold}
+	index, compression, err := im.readArchive(ctx, in, f, st, read)
 	res.Compression = compression
-
-	index, err := ingester{cs: im.client.ContentStore(), hold: hold}.importIndex(ctx, tr)
 	if err != nil {
 		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
 	}
-	// The tar ends before the compressed stream does: read the rest so that a
-	// damaged trailer (gzip checksum, zstd frame end) is still an error.
-	if _, err := io.Copy(io.Discard, tr); err != nil {
-		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
-	}
-	res.BytesRead = cr.n.Load()
+	res.BytesRead = read.n.Load()
 
 	found, skipped, err := im.collectImages(ctx, index)
 	if err != nil {
@@ -96,6 +86,44 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 	}
 	im.obs.ImagesImported(len(found))
 	return res, nil
+}
+
+// readArchive writes the blobs of the archive f to the content store and
+// returns the index of the images it holds, and its compression. An
+// uncompressed archive in a regular file has its blobs written several at a
+// time (importIndexAt); anything else is read as one stream, decompressed.
+func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st os.FileInfo, read *byteCounter) (ocispec.Descriptor, Compression, error) {
+	head := make([]byte, sniffSize)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return ocispec.Descriptor{}, "", fmt.Errorf("read header: %w", err)
+	}
+	if c, err := detect(head[:n]); err == nil && c == CompressionNone && st.Mode().IsRegular() {
+		count := func(r io.Reader) io.Reader { return &countingReader{r: r, c: read} }
+		index, err := in.importIndexAt(ctx, f, st.Size(), count)
+		if !errors.Is(err, errSparse) {
+			// The headers and padding were sought over rather than read, but
+			// the whole file was gone through: count it all.
+			read.add(st.Size() - read.n.Load())
+			return index, c, err
+		}
+	}
+
+	tr, c, closeDecoder, err := decompress(&countingReader{r: f, c: read}, DecompressOptions{ZstdMaxWindow: im.cfg.ZstdMaxWindow})
+	if err != nil {
+		return ocispec.Descriptor{}, c, err
+	}
+	defer closeDecoder()
+	index, err := in.importIndex(ctx, tr)
+	if err != nil {
+		return ocispec.Descriptor{}, c, err
+	}
+	// The tar ends before the compressed stream does: read the rest so that a
+	// damaged trailer (gzip checksum, zstd frame end) is still an error.
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		return ocispec.Descriptor{}, c, err
+	}
+	return index, c, nil
 }
 
 // describeReadError turns a failure to read the archive into a message that
@@ -223,25 +251,35 @@ func (im *Importer) lease(ctx context.Context) (context.Context, func(context.Co
 	return leases.WithLease(ctx, l.ID), hold, release, nil
 }
 
-// countingReader counts bytes read from the file and reports them as they go.
-type countingReader struct {
-	r   io.Reader
+// byteCounter counts the bytes read from an archive file and reports them
+// as they go.
+type byteCounter struct {
 	n   atomic.Int64
 	obs Observer
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+func (c *byteCounter) add(n int64) {
 	if n > 0 {
-		c.n.Add(int64(n))
-		c.obs.BytesRead(int64(n))
+		c.n.Add(n)
+		c.obs.BytesRead(n)
 	}
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	c *byteCounter
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.c.add(int64(n))
 	return n, err
 }
 
 // logProgress logs how far a long import has got every ProgressInterval,
 // until the returned func is called.
-func (im *Importer) logProgress(path string, size int64, cr *countingReader) func() {
+func (im *Importer) logProgress(path string, size int64, read *byteCounter) func() {
 	stop := make(chan struct{})
 	finished := make(chan struct{})
 	start := time.Now()
@@ -254,7 +292,7 @@ func (im *Importer) logProgress(path string, size int64, cr *countingReader) fun
 			case <-stop:
 				return
 			case <-t.C:
-				n := cr.n.Load()
+				n := read.n.Load()
 				elapsed := time.Since(start).Seconds()
 				im.log.Info("import progress", "path", path, "bytes_read", n, "size", size,
 					"percent", int(100*n/max(size, 1)), "rate_mib_per_second", float64(n)/(1<<20)/elapsed)

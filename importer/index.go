@@ -66,27 +66,26 @@ type ingester struct {
 	hold func(context.Context, digest.Digest) error
 }
 
-// importIndex reads the tar stream r into the content store and returns the
-// descriptor of an index of the images it holds, as archive.ImportIndex does.
-func (in ingester) importIndex(ctx context.Context, r io.Reader) (ocispec.Descriptor, error) {
-	var (
-		tr        = tar.NewReader(r)
-		ociLayout ocispec.ImageLayout
-		mfsts     []dockerManifest
-		symlinks  = map[string]string{}
-		blobs     = map[string]ocispec.Descriptor{}
-		buf       = make([]byte, blobChunk)
-	)
+// contents is what a walk of an archive found besides the blobs' data: its
+// metadata files, its symlinks and the blobs written so far, by entry name.
+type contents struct {
+	ociLayout ocispec.ImageLayout
+	mfsts     []dockerManifest
+	symlinks  map[string]string
+	blobs     map[string]ocispec.Descriptor
+}
+
+// nextBlob advances tr to the next regular entry that is a blob, reading the
+// metadata files (oci-layout, manifest.json) and symlinks it passes on the
+// way. It returns the entry's header and clean name, or io.EOF.
+func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 	for {
 		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
 		if err != nil {
-			return ocispec.Descriptor{}, err
+			return nil, "", err
 		}
 		if hdr.Typeflag == tar.TypeSymlink {
-			symlinks[hdr.Name] = path.Join(path.Dir(hdr.Name), hdr.Linkname)
+			c.symlinks[hdr.Name] = path.Join(path.Dir(hdr.Name), hdr.Linkname)
 		}
 		// tar.Reader reports the old TypeRegA as TypeReg.
 		if hdr.Typeflag != tar.TypeReg {
@@ -95,22 +94,46 @@ func (in ingester) importIndex(ctx context.Context, r io.Reader) (ocispec.Descri
 		name := path.Clean(hdr.Name)
 		switch name {
 		case ocispec.ImageLayoutFile:
-			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&ociLayout); err != nil {
-				return ocispec.Descriptor{}, fmt.Errorf("read OCI layout file %q: %w", hdr.Name, err)
+			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.ociLayout); err != nil {
+				return nil, "", fmt.Errorf("read OCI layout file %q: %w", hdr.Name, err)
 			}
 		case "manifest.json":
-			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&mfsts); err != nil {
-				return ocispec.Descriptor{}, fmt.Errorf("read docker manifest %q: %w", hdr.Name, err)
+			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.mfsts); err != nil {
+				return nil, "", fmt.Errorf("read docker manifest %q: %w", hdr.Name, err)
 			}
 		default:
-			dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), buf)
-			if err != nil {
-				return ocispec.Descriptor{}, fmt.Errorf("store %q: %w", hdr.Name, err)
-			}
-			blobs[name] = ocispec.Descriptor{Digest: dgst, Size: hdr.Size}
+			return hdr, name, nil
 		}
 	}
+}
 
+// importIndex reads the tar stream r into the content store and returns the
+// descriptor of an index of the images it holds, as archive.ImportIndex does.
+func (in ingester) importIndex(ctx context.Context, r io.Reader) (ocispec.Descriptor, error) {
+	tr := tar.NewReader(r)
+	c := &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
+	buf := make([]byte, blobChunk)
+	for {
+		hdr, name, err := c.nextBlob(tr)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), buf)
+		if err != nil {
+			return ocispec.Descriptor{}, fmt.Errorf("store %q: %w", hdr.Name, err)
+		}
+		c.blobs[name] = ocispec.Descriptor{Digest: dgst, Size: hdr.Size}
+	}
+	return in.index(ctx, c)
+}
+
+// index writes the index of the images an archive holds, from what its walk
+// found, and returns its descriptor.
+func (in ingester) index(ctx context.Context, c *contents) (ocispec.Descriptor, error) {
+	ociLayout, mfsts, symlinks, blobs := c.ociLayout, c.mfsts, c.symlinks, c.blobs
 	if ociLayout.Version != "" {
 		if ociLayout.Version != ocispec.ImageLayoutVersion {
 			return ocispec.Descriptor{}, fmt.Errorf("OCI layout version %q is not supported (want %s)", ociLayout.Version, ocispec.ImageLayoutVersion)

@@ -1,0 +1,116 @@
+package importer
+
+import (
+	"archive/tar"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// blobWriters is how many blobs of an uncompressed archive are written to
+// containerd at once. containerd hashes and writes each stream on one core,
+// so a single stream leaves the other cores of a node idle.
+const blobWriters = 3
+
+// errSparse is an archive with sparse entries, whose data is not one
+// contiguous section of the file.
+var errSparse = errors.New("archive has sparse entries")
+
+// section is where the data of a blob entry lies in the archive file.
+type section struct {
+	entry     string // the name as the archive spells it, for errors
+	name      string // the clean name blobs are known by
+	off, size int64
+}
+
+// importIndexAt imports an uncompressed archive that can be read at any
+// offset, and returns what importIndex would. A first pass reads the tar
+// headers and the metadata files and seeks over the data; then the blobs are
+// written blobWriters at a time, each from its own section of the file,
+// largest first. count wraps every reader of blob data, for progress.
+//
+// It returns errSparse, having written nothing, for an archive whose
+// entries cannot be read as sections; the stream path reads those.
+func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(io.Reader) io.Reader) (ocispec.Descriptor, error) {
+	sr := io.NewSectionReader(ra, 0, size)
+	tr := tar.NewReader(sr) // seeks over data it is not asked to read
+	c := &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
+	var secs []section
+	seen := map[string]int{}
+	for {
+		hdr, name, err := c.nextBlob(tr)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		for k := range hdr.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return ocispec.Descriptor{}, errSparse
+			}
+		}
+		off, err := sr.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		s := section{entry: hdr.Name, name: name, off: off, size: hdr.Size}
+		if i, ok := seen[name]; ok { // a later entry of the same name wins, as in a stream
+			secs[i] = s
+			continue
+		}
+		seen[name] = len(secs)
+		secs = append(secs, s)
+	}
+
+	order := make([]int, len(secs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(secs[b].size, secs[a].size) })
+
+	digests := make([]digest.Digest, len(secs))
+	work := make(chan int)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(work)
+		for _, i := range order {
+			select {
+			case work <- i:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		return nil
+	})
+	for range min(blobWriters, len(secs)) {
+		g.Go(func() error {
+			buf := make([]byte, blobChunk)
+			for i := range work {
+				s := secs[i]
+				r := count(io.NewSectionReader(ra, s.off, s.size))
+				d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, digestOfName(s.name), buf)
+				if err != nil {
+					return fmt.Errorf("store %q: %w", s.entry, err)
+				}
+				digests[i] = d
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	for i, s := range secs {
+		c.blobs[s.name] = ocispec.Descriptor{Digest: digests[i], Size: s.size}
+	}
+	return in.index(ctx, c)
+}
