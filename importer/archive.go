@@ -109,7 +109,10 @@ type DecompressOptions struct {
 }
 
 // decompress returns the tar stream inside r and the compression it found.
-// The returned closer releases decoder resources; it does not close r.
+// A compressed stream is decompressed in a goroutine of its own, ahead of
+// the reader (see readAhead), so that decompression overlaps with the
+// writes to containerd. The returned closer stops that goroutine and
+// releases decoder resources; it does not close r.
 func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, func(), error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	head, err := br.Peek(sniffSize)
@@ -120,14 +123,19 @@ func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, fu
 	if err != nil {
 		return nil, "", nil, err
 	}
-	nop := func() {}
+	var (
+		dr   io.Reader
+		done = func() {}
+	)
 	switch c {
+	case CompressionNone:
+		return br, c, done, nil
 	case CompressionGzip:
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, c, nil, fmt.Errorf("gzip: %w", err)
 		}
-		return zr, c, func() { _ = zr.Close() }, nil
+		dr, done = zr, func() { _ = zr.Close() }
 	case CompressionZstd:
 		zr, err := zstd.NewReader(br,
 			zstd.WithDecoderMaxWindow(opts.ZstdMaxWindow),
@@ -135,11 +143,128 @@ func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, fu
 		if err != nil {
 			return nil, c, nil, fmt.Errorf("zstd: %w", err)
 		}
-		return zr, c, zr.Close, nil
+		dr, done = zr, zr.Close
 	case CompressionLZ4:
-		return lz4.NewReader(br), c, nop, nil
+		dr = lz4.NewReader(br)
 	case CompressionBzip2:
-		return bzip2.NewReader(br), c, nop, nil
+		dr = bzip2.NewReader(br)
 	}
-	return br, c, nop, nil
+	ra := newReadAhead(dr, readAheadChunk, readAheadDepth)
+	return ra, c, func() { ra.Close(); done() }, nil
+}
+
+// Read-ahead of decompressed data: up to readAheadDepth chunks of
+// readAheadChunk bytes wait for the reader, a few MiB at most.
+const (
+	readAheadChunk = 1 << 20
+	readAheadDepth = 6
+)
+
+// readAhead reads r in its own goroutine, up to depth chunks ahead of its
+// reader. It returns the same bytes and then the same error as r.
+type readAhead struct {
+	chunks   chan []byte // read from r, in order
+	free     chan []byte // handed back by the reader, for reuse
+	done     chan struct{}
+	finished chan struct{}
+	buf, cur []byte // the chunk being read, and its unread rest
+	err      error  // r's error, or io.ErrClosedPipe; set before chunks is closed
+	closed   bool
+}
+
+func newReadAhead(r io.Reader, size, depth int) *readAhead {
+	ra := &readAhead{
+		chunks:   make(chan []byte, depth),
+		free:     make(chan []byte, depth+2),
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
+	}
+	go ra.fill(r, size, depth+2)
+	return ra
+}
+
+// fill reads r into chunks until r fails or Close is called. At most total
+// chunks exist: depth in the channel, one being filled, one being read.
+func (ra *readAhead) fill(r io.Reader, size, total int) {
+	defer func() {
+		if ra.err == nil { // stopped by Close
+			ra.err = io.ErrClosedPipe
+		}
+		close(ra.chunks)
+		close(ra.finished)
+	}()
+	allocated := 0
+	for {
+		var buf []byte
+		select {
+		case buf = <-ra.free:
+		case <-ra.done:
+			return
+		default:
+			if allocated < total {
+				buf, allocated = make([]byte, size), allocated+1
+				break
+			}
+			select {
+			case buf = <-ra.free:
+			case <-ra.done:
+				return
+			}
+		}
+		n, err := readFull(r, buf)
+		if n > 0 {
+			select {
+			case ra.chunks <- buf[:n]:
+			case <-ra.done:
+				return
+			}
+		}
+		if err != nil {
+			ra.err = err
+			return
+		}
+	}
+}
+
+// readFull reads into buf until it is full or r fails, and returns r's error
+// as it was (io.ReadFull would turn an early io.EOF into another error).
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	if ra.closed {
+		return 0, io.ErrClosedPipe
+	}
+	for len(ra.cur) == 0 {
+		if ra.buf != nil {
+			ra.free <- ra.buf[:cap(ra.buf)]
+			ra.buf = nil
+		}
+		b, ok := <-ra.chunks
+		if !ok {
+			return 0, ra.err
+		}
+		ra.buf, ra.cur = b, b
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// Close stops the goroutine and waits for it, so that r may be closed after.
+func (ra *readAhead) Close() {
+	if !ra.closed {
+		ra.closed = true
+		close(ra.done)
+	}
+	<-ra.finished
 }
