@@ -99,7 +99,7 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 		return ocispec.Descriptor{}, "", fmt.Errorf("read header: %w", err)
 	}
 	if c, err := detect(head[:n]); err == nil && c == CompressionNone && st.Mode().IsRegular() {
-		count := func(r io.Reader) io.Reader { return &countingReader{r: r, c: read} }
+		count := func(r *io.SectionReader) io.Reader { return countingSection{r, read} }
 		index, err := in.importIndexAt(ctx, f, st.Size(), count)
 		if !errors.Is(err, errSparse) {
 			// The headers and padding were sought over rather than read, but
@@ -273,6 +273,19 @@ type countingReader struct {
 
 func (r *countingReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
+	r.c.add(int64(n))
+	return n, err
+}
+
+// countingSection counts what is read from a section of the file; what is
+// sought over is not counted.
+type countingSection struct {
+	*io.SectionReader
+	c *byteCounter
+}
+
+func (r countingSection) Read(p []byte) (int, error) {
+	n, err := r.SectionReader.Read(p)
 	r.c.add(int64(n))
 	return n, err
 }

@@ -30,7 +30,7 @@ func TestImportOCIBlobsPresent(t *testing.T) {
 
 	other := harness.NewImage("example.com/forged:1", node, map[string]string{"f": strings.Repeat("x", 5000)})
 	forged, _ := harness.OCILayoutBytes(harness.OCIImage(other))
-	forged = corruptLargestBlob(t, forged)
+	forged = corruptLargest(t, forged, "blobs/")
 	f := newEnv(t)
 	_, err := f.importer().ImportArchive(context.Background(), f.write("forged.tar", forged))
 	if err == nil {
@@ -44,8 +44,46 @@ func TestImportOCIBlobsPresent(t *testing.T) {
 	}
 }
 
-// corruptLargestBlob flips one byte of the largest blobs/ entry of a tar.
-func corruptLargestBlob(t *testing.T, data []byte) []byte {
+// TestImportDockerSaveLayersPresent re-imports the layers of a classic
+// docker save (named <id>/layer.tar, not by digest) under a new image name:
+// their digests are known from the config's diff IDs, so layers containerd
+// holds are not read again. The proof: a copy whose largest layer is
+// damaged imports whole where the layer is present, and fails where not.
+func TestImportDockerSaveLayersPresent(t *testing.T) {
+	t.Parallel()
+	layers := []map[string]string{
+		{"etc/os-release": "ID=test"},
+		{"big": strings.Repeat("layer data ", 40000)},
+	}
+	first := harness.NewImage("example.com/first:1", node, layers...)
+	again := harness.NewImage("example.com/again:1", node, layers...)
+	damaged := corruptLargest(t, harness.DockerSaveBytes(again), "")
+
+	e := newEnv(t)
+	if _, err := e.importer().ImportArchive(context.Background(), e.write("first.tar", harness.DockerSaveBytes(first))); err != nil {
+		t.Fatalf("ImportArchive first.tar: %v", err)
+	}
+	if _, err := e.importer().ImportArchive(context.Background(), e.write("again.tar", damaged)); err != nil {
+		t.Fatalf("ImportArchive of the same layers, present: %v", err)
+	}
+	e.checkImage("example.com/again:1", again, "again.tar", true)
+
+	f := newEnv(t)
+	_, err := f.importer().ImportArchive(context.Background(), f.write("again.tar", damaged))
+	if err == nil {
+		t.Fatal("ImportArchive of a layer whose content does not match its config's diff ID succeeded")
+	}
+	if !strings.Contains(err.Error(), "digest") {
+		t.Errorf("error = %q, want it to be about the digest", err)
+	}
+	if got := f.imageNames(); len(got) != 0 {
+		t.Errorf("images left behind: %v", got)
+	}
+}
+
+// corruptLargest flips one byte of the largest entry of a tar whose name
+// starts with prefix.
+func corruptLargest(t *testing.T, data []byte, prefix string) []byte {
 	t.Helper()
 	largest, size := "", int64(-1)
 	tr := tar.NewReader(bytes.NewReader(data))
@@ -57,7 +95,7 @@ func corruptLargestBlob(t *testing.T, data []byte) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.HasPrefix(h.Name, "blobs/") && h.Size > size {
+		if strings.HasPrefix(h.Name, prefix) && h.Size > size {
 			largest, size = h.Name, h.Size
 		}
 	}

@@ -239,10 +239,7 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 	}
 	w, err := content.OpenWriter(ctx, in.cs, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Size: size, Digest: expected}))
 	if errdefs.IsAlreadyExists(err) && expected != "" {
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return "", err
-		}
-		return expected, nil
+		return expected, skip(r)
 	}
 	if err != nil {
 		return "", fmt.Errorf("open content writer: %w", err)
@@ -306,6 +303,16 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 		return "", fmt.Errorf("commit %s: %w", ref, err)
 	}
 	return dgst, nil
+}
+
+// skip moves past the rest of r: a seek where r can, else a read.
+func skip(r io.Reader) error {
+	if s, ok := r.(io.Seeker); ok {
+		_, err := s.Seek(0, io.SeekEnd)
+		return err
+	}
+	_, err := io.Copy(io.Discard, r)
+	return err
 }
 
 // resolveLayers gives the layers of a docker manifest their descriptors:

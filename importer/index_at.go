@@ -4,12 +4,15 @@ import (
 	"archive/tar"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"strings"
 
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -35,11 +38,16 @@ type section struct {
 // offset, and returns what importIndex would. A first pass reads the tar
 // headers and the metadata files and seeks over the data; then the blobs are
 // written blobWriters at a time, each from its own section of the file,
-// largest first. count wraps every reader of blob data, for progress.
+// largest first. count wraps every reader of blob data, for progress; a
+// blob containerd already holds is sought over, not read.
+//
+// The digests of the layers of a classic docker save, whose names are not
+// digests, are known before they are read (knownLayerDigests), so layers
+// containerd already holds are skipped as in an OCI layout.
 //
 // It returns errSparse, having written nothing, for an archive whose
 // entries cannot be read as sections; the stream path reads those.
-func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(io.Reader) io.Reader) (ocispec.Descriptor, error) {
+func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(*io.SectionReader) io.Reader) (ocispec.Descriptor, error) {
 	sr := io.NewSectionReader(ra, 0, size)
 	tr := tar.NewReader(sr) // seeks over data it is not asked to read
 	c := &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
@@ -71,6 +79,8 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 		secs = append(secs, s)
 	}
 
+	known := knownLayerDigests(ra, c, secs)
+
 	order := make([]int, len(secs))
 	for i := range order {
 		order[i] = i
@@ -97,7 +107,11 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 			for i := range work {
 				s := secs[i]
 				r := count(io.NewSectionReader(ra, s.off, s.size))
-				d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, digestOfName(s.name), buf)
+				want := digestOfName(s.name)
+				if want == "" {
+					want = known[s.name]
+				}
+				d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, want, buf)
 				if err != nil {
 					return fmt.Errorf("store %q: %w", s.entry, err)
 				}
@@ -113,4 +127,53 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 		c.blobs[s.name] = ocispec.Descriptor{Digest: digests[i], Size: s.size}
 	}
 	return in.index(ctx, c)
+}
+
+// knownLayerDigests returns the digests of the uncompressed layers of the
+// docker manifests in c, by entry name, as their images' configs give them
+// (a layer's diff ID is the digest of its uncompressed tar). Layers it
+// cannot tell are left out; the digest of a layer passed on is checked as it
+// is written, so a config that lies fails the import.
+func knownLayerDigests(ra io.ReaderAt, c *contents, secs []section) map[string]digest.Digest {
+	byName := make(map[string]section, len(secs))
+	for _, s := range secs {
+		byName[s.name] = s
+	}
+	resolve := func(name string) (section, bool) {
+		if target, ok := c.symlinks[name]; ok {
+			name = target
+		}
+		s, ok := byName[path.Clean(name)]
+		return s, ok
+	}
+	known := map[string]digest.Digest{}
+	for _, m := range c.mfsts {
+		cs, ok := resolve(m.Config)
+		if !ok || cs.size > jsonLimit {
+			continue
+		}
+		var config struct {
+			RootFS ocispec.RootFS `json:"rootfs"`
+		}
+		if json.NewDecoder(io.NewSectionReader(ra, cs.off, cs.size)).Decode(&config) != nil {
+			continue
+		}
+		if len(config.RootFS.DiffIDs) != len(m.Layers) {
+			continue
+		}
+		for i, l := range m.Layers {
+			ls, ok := resolve(l)
+			d := config.RootFS.DiffIDs[i]
+			if !ok || d.Validate() != nil {
+				continue
+			}
+			head := make([]byte, 10)
+			n, _ := ra.ReadAt(head[:min(int64(len(head)), ls.size)], ls.off)
+			if n == 0 || compression.DetectCompression(head[:n]) != compression.Uncompressed {
+				continue
+			}
+			known[ls.name] = d
+		}
+	}
+	return known
 }

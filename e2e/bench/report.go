@@ -153,7 +153,7 @@ func (x row) cells() []string {
 	}
 	id, peer := median(x.id), median(x.peerD)
 	ratio := float64(id) / float64(peer)
-	return []string{x.num, x.what, seconds(id), x.peer, seconds(peer), fmt.Sprintf("%.2f×", ratio), x.target, yesNo(ratio <= x.ratioMax)}
+	return []string{x.num, x.what, seconds(id), x.peer, seconds(peer), ratioString(ratio), x.target, yesNo(ratio <= x.ratioMax)}
 }
 
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
@@ -255,4 +255,13 @@ func commandOutput(name string, args ...string) string {
 		return fmt.Sprintf("%s: %v", name, err)
 	}
 	return strings.Join(strings.Fields(string(out)), " ")
+}
+
+// ratioString shows a ratio to two decimals, or two significant digits
+// below 0.1, so that a small ratio does not read as 0.00×.
+func ratioString(r float64) string {
+	if r < 0.1 {
+		return fmt.Sprintf("%.2g×", r)
+	}
+	return fmt.Sprintf("%.2f×", r)
 }
