@@ -133,19 +133,17 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 // with its labels. It reports whether the image is new.
 func (im *Importer) upsert(ctx context.Context, img images.Image) (bool, error) {
 	is := im.client.ImageService()
-	if _, err := is.Update(ctx, img, "target", "labels"); err == nil {
-		return false, nil
-	} else if !errdefs.IsNotFound(err) {
-		return false, fmt.Errorf("update image %s: %w", img.Name, err)
+	_, err := is.Create(ctx, img)
+	if err == nil {
+		return true, nil
 	}
-	if _, err := is.Create(ctx, img); err != nil {
-		if errdefs.IsAlreadyExists(err) { // created concurrently: take it over
-			_, err = is.Update(ctx, img, "target", "labels")
-			return false, err
-		}
+	if !errdefs.IsAlreadyExists(err) {
 		return false, fmt.Errorf("create image %s: %w", img.Name, err)
 	}
-	return true, nil
+	if _, err := is.Update(ctx, img, "target", "labels"); err != nil {
+		return false, fmt.Errorf("update image %s: %w", img.Name, err)
+	}
+	return false, nil
 }
 
 func (im *Importer) rollback(ctx context.Context, names []string) {

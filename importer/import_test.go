@@ -126,6 +126,22 @@ func (e *env) checkImage(name string, want *harness.Image, source string, unpack
 	}
 }
 
+// checkContent asserts that every blob of image name is in the content
+// store, every platform included.
+func (e *env) checkContent(name string) {
+	e.t.Helper()
+	cs := e.client.ContentStore()
+	walk := images.HandlerFunc(func(ctx context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		if _, err := cs.Info(ctx, d.Digest); err != nil {
+			return nil, err
+		}
+		return images.Children(ctx, cs, d)
+	})
+	if err := images.Walk(e.ctx(), walk, e.image(name).Target); err != nil {
+		e.t.Errorf("%s: content missing: %v", name, err)
+	}
+}
+
 // blobs lists the digests in the namespace's content store.
 func (e *env) blobs() []digest.Digest {
 	e.t.Helper()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
+	"github.com/imagedrop/imagedrop/importer"
 )
 
 // TestImportOCIBlobsPresent re-imports an OCI layout whose blobs the
@@ -128,4 +129,27 @@ func corruptLargest(t *testing.T, data []byte, prefix string) []byte {
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// TestImportRightAfterDeletion deletes an image and at once imports its
+// archive again, many times: the blobs containerd still has, about to be
+// garbage collected, must be held by the new import, not lost under it.
+func TestImportRightAfterDeletion(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	img := harness.NewImage("example.com/again:1", node, map[string]string{"a": strings.Repeat("a", 50000)}, map[string]string{"b": "b"})
+	oci, _ := harness.OCILayoutBytes(harness.OCIImage(img))
+	files := []string{e.write("save.tar", harness.DockerSaveBytes(img)), e.write("oci.tar", oci)}
+	im := e.importer(func(c *importer.Config) { c.Unpack = false })
+	for round := range 15 {
+		for _, f := range files {
+			if _, err := im.ImportArchive(context.Background(), f); err != nil {
+				t.Fatalf("round %d: ImportArchive %s: %v", round, f, err)
+			}
+			e.checkContent("example.com/again:1")
+			if err := e.client.ImageService().Delete(e.ctx(), "example.com/again:1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

@@ -56,11 +56,10 @@ type dockerManifest struct {
 // errNoManifest is a tar that is neither a docker save nor an OCI layout.
 var errNoManifest = errors.New("not an image archive: no manifest.json (docker save) or index.json (OCI layout) found")
 
-// ingester writes the blobs of one import to the content store. Every blob
-// the import uses, written or found already present, is first added to the
-// import's lease: containerd (1.6 at least) does not reliably lease a blob
-// it answers "already exists" for, so content of a just-deleted image could
-// otherwise be collected under the import's feet.
+// ingester writes the blobs of one import to the content store, under the
+// import's lease. hold adds a blob to that lease: every blob the import uses
+// that it did not commit itself (found already present) is held, so that the
+// content of a just-deleted image cannot be collected under its feet.
 type ingester struct {
 	cs   content.Store
 	hold func(context.Context, digest.Digest) error
@@ -232,17 +231,26 @@ func digestOfName(name string) digest.Digest {
 // returns their digest. With expected set and the blob already in the
 // store, r is skipped instead.
 func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, buf []byte) (digest.Digest, error) {
-	if expected != "" {
-		if err := in.hold(ctx, expected); err != nil {
-			return "", err
+	var w content.Writer
+	for attempt := 0; ; attempt++ {
+		var err error
+		w, err = content.OpenWriter(ctx, in.cs, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Size: size, Digest: expected}))
+		if errdefs.IsAlreadyExists(err) && expected != "" {
+			kept, err := in.reuse(ctx, expected)
+			if err != nil {
+				return "", err
+			}
+			if kept {
+				return expected, skip(r)
+			}
+			if attempt == 0 {
+				continue // collected just now: write it after all
+			}
 		}
-	}
-	w, err := content.OpenWriter(ctx, in.cs, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Size: size, Digest: expected}))
-	if errdefs.IsAlreadyExists(err) && expected != "" {
-		return expected, skip(r)
-	}
-	if err != nil {
-		return "", fmt.Errorf("open content writer: %w", err)
+		if err != nil {
+			return "", fmt.Errorf("open content writer: %w", err)
+		}
+		break
 	}
 	defer w.Close()
 	st, err := w.Status()
@@ -294,15 +302,46 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 	if expected != "" && dgst != expected {
 		return "", fmt.Errorf("content of %s has digest %s: %w", expected, dgst, errdefs.ErrFailedPrecondition)
 	}
-	if expected == "" {
+	// A blob committed under the import's lease is held by it; one that is
+	// there already is not, and is added to the lease before the commit, so
+	// that it cannot be collected in between.
+	if _, err := in.cs.Info(ctx, dgst); err == nil {
 		if err := in.hold(ctx, dgst); err != nil {
 			return "", err
 		}
 	}
-	if err := w.Commit(ctx, size, dgst); err != nil && !errdefs.IsAlreadyExists(err) {
+	err = w.Commit(ctx, size, dgst)
+	if errdefs.IsAlreadyExists(err) {
+		kept, err := in.reuse(ctx, dgst)
+		if err != nil {
+			return "", err
+		}
+		if !kept {
+			return "", fmt.Errorf("blob %s was garbage collected as it was imported, try again: %w", dgst, errdefs.ErrUnavailable)
+		}
+		return dgst, nil
+	}
+	if err != nil {
 		return "", fmt.Errorf("commit %s: %w", ref, err)
 	}
 	return dgst, nil
+}
+
+// reuse adds a blob containerd reported present to the import's lease and
+// reports whether it is still there: containerd (1.6 at least) does not
+// lease a blob it answers "already exists" for, so the garbage collector
+// may take it (the content of a just-deleted image) until it is leased.
+func (in ingester) reuse(ctx context.Context, d digest.Digest) (bool, error) {
+	if err := in.hold(ctx, d); err != nil {
+		return false, err
+	}
+	if _, err := in.cs.Info(ctx, d); err != nil {
+		if errdefs.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("content info %s: %w", d, err)
+	}
+	return true, nil
 }
 
 // skip moves past the rest of r: a seek where r can, else a read.
@@ -398,10 +437,7 @@ func (in ingester) writeJSONBlob(ctx context.Context, v any, mediaType string) (
 		return ocispec.Descriptor{}, err
 	}
 	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
-	if err := in.hold(ctx, desc.Digest); err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	if err := content.WriteBlob(ctx, in.cs, "manifest-"+desc.Digest.String(), bytes.NewReader(b), desc); err != nil {
+	if _, err := in.writeBlob(ctx, bytes.NewReader(b), desc.Size, "manifest-"+desc.Digest.String(), desc.Digest, make([]byte, len(b)+1)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	return desc, nil
