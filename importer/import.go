@@ -180,7 +180,7 @@ func (im *Importer) collectImages(ctx context.Context, index ocispec.Descriptor)
 		}
 		return idx.Manifests, nil
 	}
-	if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(cs, handler), index); err != nil {
+	if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(lazyLabels{Manager: cs, skip: index.Digest}, handler), index); err != nil {
 		return nil, 0, fmt.Errorf("walk archive index: %w", err)
 	}
 	if unnamed > 0 {

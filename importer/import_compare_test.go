@@ -20,7 +20,8 @@ import (
 
 // TestImportMatchesContainerd imports the same archives with imagedrop and
 // with containerd's own client.Import, into two namespaces, and checks that
-// both give the same images: the same names, targets and content. The
+// both give the same images: the same names, targets and content, with the
+// same garbage collection labels. The
 // uncompressed archives take imagedrop's parallel path (blobs written
 // several at a time from sections of the file), the compressed ones its
 // stream path.
@@ -67,6 +68,12 @@ func TestImportMatchesContainerd(t *testing.T) {
 			if len(want) == 0 {
 				t.Fatal("client.Import created no images")
 			}
+			gotLabels, wantLabels := e.gcLabels(e.ctx(), got), e.gcLabels(ctx, want)
+			for d, w := range wantLabels {
+				if g := gotLabels[d]; !maps.Equal(g, w) {
+					t.Errorf("%s: gc labels %v, containerd's %v", d, g, w)
+				}
+			}
 			for name, w := range want {
 				g, ok := got[name]
 				if !ok {
@@ -106,6 +113,29 @@ func (e *env) contentOfImages(ctx context.Context) map[string][]digest.Digest {
 		}
 		all := slices.Sorted(maps.Keys(seen))
 		out[strings.TrimSpace(img.Name)] = append([]digest.Digest{img.Target.Digest}, all...)
+	}
+	return out
+}
+
+// gcLabels maps each blob of the namespace in ctx that the images reference
+// to its garbage collection labels (containerd.io/gc.ref.*), which keep
+// what it references alive once the import's lease is gone.
+func (e *env) gcLabels(ctx context.Context, imgs map[string][]digest.Digest) map[digest.Digest]map[string]string {
+	e.t.Helper()
+	out := map[digest.Digest]map[string]string{}
+	for _, ds := range imgs {
+		for _, d := range ds {
+			info, err := e.client.ContentStore().Info(ctx, d)
+			if err != nil {
+				e.t.Fatalf("info %s: %v", d, err)
+			}
+			out[d] = map[string]string{}
+			for k, v := range info.Labels {
+				if strings.HasPrefix(k, "containerd.io/gc.ref.") {
+					out[d][k] = v
+				}
+			}
+		}
 	}
 	return out
 }

@@ -172,7 +172,10 @@ func (in ingester) index(ctx context.Context, c *contents) (ocispec.Descriptor, 
 			Config        ocispec.Descriptor   `json:"config"`
 			Layers        []ocispec.Descriptor `json:"layers"`
 		}{SchemaVersion: 2, MediaType: images.MediaTypeDockerSchema2Manifest, Config: config, Layers: layers}
-		desc, err := in.writeJSONBlob(ctx, manifest, manifest.MediaType)
+		// The manifest is committed with the labels that keep its config
+		// and layers from the garbage collector, instead of being updated
+		// with them afterwards: one write transaction less per image.
+		desc, err := in.writeJSONBlob(ctx, manifest, manifest.MediaType, childLabels(ctx, append([]ocispec.Descriptor{config}, layers...)))
 		if err != nil {
 			return ocispec.Descriptor{}, fmt.Errorf("store manifest of %v: %w", mfst.RepoTags, err)
 		}
@@ -206,7 +209,7 @@ func (in ingester) index(ctx context.Context, c *contents) (ocispec.Descriptor, 
 			idx.Manifests = append(idx.Manifests, d)
 		}
 	}
-	return in.writeJSONBlob(ctx, idx, ocispec.MediaTypeImageIndex)
+	return in.writeJSONBlob(ctx, idx, ocispec.MediaTypeImageIndex, nil)
 }
 
 // digestOfName is the digest an OCI layout entry "blobs/<alg>/<hex>" names,
@@ -228,9 +231,9 @@ func digestOfName(name string) digest.Digest {
 }
 
 // writeBlob writes the size bytes of r to the content store under ref and
-// returns their digest. With expected set and the blob already in the
-// store, r is skipped instead.
-func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, buf []byte) (digest.Digest, error) {
+// returns their digest, committing it with opts. With expected set and the
+// blob already in the store, r is skipped instead.
+func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, buf []byte, opts ...content.Opt) (digest.Digest, error) {
 	var w content.Writer
 	for attempt := 0; ; attempt++ {
 		var err error
@@ -310,7 +313,7 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 			return "", err
 		}
 	}
-	err = w.Commit(ctx, size, dgst)
+	err = w.Commit(ctx, size, dgst, opts...)
 	if errdefs.IsAlreadyExists(err) {
 		kept, err := in.reuse(ctx, dgst)
 		if err != nil {
@@ -430,17 +433,70 @@ func layerMediaType(ctx context.Context, cs content.Store, desc ocispec.Descript
 	return images.MediaTypeDockerSchema2LayerGzip, nil
 }
 
-// writeJSONBlob writes v as JSON to the content store.
-func (in ingester) writeJSONBlob(ctx context.Context, v any, mediaType string) (ocispec.Descriptor, error) {
+// writeJSONBlob writes v as JSON to the content store, labelled.
+func (in ingester) writeJSONBlob(ctx context.Context, v any, mediaType string, labels map[string]string) (ocispec.Descriptor, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
-	if _, err := in.writeBlob(ctx, bytes.NewReader(b), desc.Size, "manifest-"+desc.Digest.String(), desc.Digest, make([]byte, len(b)+1)); err != nil {
+	if _, err := in.writeBlob(ctx, bytes.NewReader(b), desc.Size, "manifest-"+desc.Digest.String(), desc.Digest, make([]byte, len(b)+1), content.WithLabels(labels)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	return desc, nil
+}
+
+// childLabels are the labels containerd's images.SetChildrenLabels would
+// set on a blob with these children, computed without setting them.
+func childLabels(ctx context.Context, children []ocispec.Descriptor) map[string]string {
+	var c labelCapture
+	h := images.SetChildrenLabels(&c, func(context.Context, ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		return children, nil
+	})
+	_, _ = h(ctx, ocispec.Descriptor{}) // labelCapture never fails
+	return c.labels
+}
+
+// labelCapture is the content.Manager of childLabels: it keeps the labels
+// of an update instead of applying them.
+type labelCapture struct {
+	content.Manager
+	labels map[string]string
+}
+
+func (c *labelCapture) Update(_ context.Context, info content.Info, _ ...string) (content.Info, error) {
+	c.labels = info.Labels
+	return info, nil
+}
+
+// lazyLabels is the content.Manager of the walk that labels an import's
+// content: it applies a label update only where a blob lacks one of the
+// labels (a blob committed with them, or imported before, costs a read
+// rather than a write transaction), and never to skip, the archive's own
+// index, which no image references and the import's lease holds.
+type lazyLabels struct {
+	content.Manager
+	skip digest.Digest
+}
+
+func (l lazyLabels) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	if info.Digest == l.skip {
+		return info, nil
+	}
+	if cur, err := l.Manager.Info(ctx, info.Digest); err == nil && hasLabels(cur.Labels, info.Labels) {
+		return cur, nil
+	}
+	return l.Manager.Update(ctx, info, fieldpaths...)
+}
+
+// hasLabels reports whether have holds every label of want, equal.
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // ociReferenceName is the org.opencontainers.image.ref.name of an image
