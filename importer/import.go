@@ -2,7 +2,6 @@ package importer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
@@ -89,14 +87,15 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 }
 
 // readArchive writes the blobs of the archive f to the content store and
-// returns the index of the images it holds, and its compression. An
-// uncompressed archive in a regular file has its blobs written several at a
-// time (importIndexAt); anything else is read as one stream, decompressed.
-func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st os.FileInfo, read *byteCounter) (ocispec.Descriptor, Compression, error) {
+// returns the entries of the index of the images it holds, and its
+// compression. An uncompressed archive in a regular file has its blobs
+// written several at a time (importIndexAt); anything else is read as one
+// stream, decompressed.
+func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st os.FileInfo, read *byteCounter) ([]ocispec.Descriptor, Compression, error) {
 	head := make([]byte, sniffSize)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return ocispec.Descriptor{}, "", fmt.Errorf("read header: %w", err)
+		return nil, "", fmt.Errorf("read header: %w", err)
 	}
 	if c, err := detect(head[:n]); err == nil && c == CompressionNone && st.Mode().IsRegular() {
 		count := func(r *io.SectionReader) io.Reader { return countingSection{r, read} }
@@ -111,17 +110,17 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 
 	tr, c, closeDecoder, err := decompress(&countingReader{r: f, c: read}, DecompressOptions{ZstdMaxWindow: im.cfg.ZstdMaxWindow})
 	if err != nil {
-		return ocispec.Descriptor{}, c, err
+		return nil, c, err
 	}
 	defer closeDecoder()
 	index, err := in.importIndex(ctx, tr)
 	if err != nil {
-		return ocispec.Descriptor{}, c, err
+		return nil, c, err
 	}
 	// The tar ends before the compressed stream does: read the rest so that a
 	// damaged trailer (gzip checksum, zstd frame end) is still an error.
 	if _, err := io.Copy(io.Discard, tr); err != nil {
-		return ocispec.Descriptor{}, c, err
+		return nil, c, err
 	}
 	return index, c, nil
 }
@@ -140,51 +139,45 @@ func describeReadError(err error, c Compression, zstdWindow uint64) error {
 	return fmt.Errorf("read %s archive: %w", c, err)
 }
 
-// collectImages walks the index ImportIndex wrote and returns the named images
-// it holds, every platform included. Manifests whose content is not in the
-// archive (platforms left out of an export) are skipped and counted.
-func (im *Importer) collectImages(ctx context.Context, index ocispec.Descriptor) ([]images.Image, int, error) {
-	cs := im.client.ContentStore()
+// collectImages returns the named images of the entries of an archive's
+// index, every platform included, and labels the content they reference
+// for the garbage collector. Manifests whose content is not in the archive
+// (platforms left out of an export) are skipped and counted.
+func (im *Importer) collectImages(ctx context.Context, index []ocispec.Descriptor) ([]images.Image, int, error) {
 	var (
 		found   []images.Image
-		skipped atomic.Int64
 		unnamed int
 	)
-	handler := func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-		if desc.Digest != index.Digest {
-			children, err := images.Children(ctx, cs, desc)
-			if errdefs.IsNotFound(err) {
-				skipped.Add(1)
-				return nil, images.ErrSkipDesc
-			}
-			return children, err
+	for _, m := range index {
+		if _, ok := m.Annotations[images.AnnotationManifestSubject]; ok {
+			continue // a referrer (signature, SBOM), not an image
 		}
-		p, err := content.ReadBlob(ctx, cs, desc)
-		if err != nil {
-			return nil, fmt.Errorf("read index: %w", err)
+		name, ok := imageName(m.Annotations)
+		if !ok {
+			unnamed++
+			continue
 		}
-		var idx ocispec.Index
-		if err := json.Unmarshal(p, &idx); err != nil {
-			return nil, fmt.Errorf("decode index: %w", err)
-		}
-		for _, m := range idx.Manifests {
-			if _, ok := m.Annotations[images.AnnotationManifestSubject]; ok {
-				continue // a referrer (signature, SBOM), not an image
-			}
-			name, ok := imageName(m.Annotations)
-			if !ok {
-				unnamed++
-				continue
-			}
-			found = append(found, images.Image{Name: name, Target: m})
-		}
-		return idx.Manifests, nil
-	}
-	if err := images.WalkNotEmpty(ctx, images.SetChildrenLabels(lazyLabels{Manager: cs, skip: index.Digest}, handler), index); err != nil {
-		return nil, 0, fmt.Errorf("walk archive index: %w", err)
+		found = append(found, images.Image{Name: name, Target: m})
 	}
 	if unnamed > 0 {
 		im.log.Warn("archive has manifests without a usable image name; they are not imported", "count", unnamed)
+	}
+	if len(index) == 0 {
+		return nil, 0, nil
+	}
+
+	cs := im.client.ContentStore()
+	var skipped atomic.Int64
+	handler := func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		children, err := images.Children(ctx, cs, desc)
+		if errdefs.IsNotFound(err) {
+			skipped.Add(1)
+			return nil, images.ErrSkipDesc
+		}
+		return children, err
+	}
+	if err := images.Walk(ctx, images.SetChildrenLabels(lazyLabels{cs}, handler), index...); err != nil {
+		return nil, 0, fmt.Errorf("walk archive index: %w", err)
 	}
 	return dedupeImages(found), int(skipped.Load()), nil
 }

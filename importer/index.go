@@ -20,15 +20,17 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // The archive walk below follows containerd's archive.ImportIndex
 // (core/images/archive/importer.go, Apache-2.0, The containerd Authors): the
-// same formats, and the same index, manifests and digests as a result. It
+// same formats, and the same images, manifests and digests as a result. It
 // differs where that matters for speed:
 //
+//   - The index of a docker save's images is kept in memory, not written:
+//     no image references it, so it was a blob to write and collect again.
+//   - Manifests are committed with their garbage collection labels.
 //   - A blob is hashed once, by containerd as it writes it; the digest is
 //     taken from the writer's answers instead of hashing the stream a second
 //     time here. Each write is a synchronous round trip, so the client's
@@ -37,8 +39,8 @@ import (
 //     round trips to containerd.
 //   - A blob an OCI layout (or a docker save ≥ 25) names by digest is not
 //     written again when containerd already has it: the writer is opened
-//     with the expected digest, containerd answers "already exists" and adds
-//     the blob to the import's lease, and the entry is skipped.
+//     with the expected digest, containerd answers "already exists", the
+//     blob is added to the import's lease and the entry is skipped.
 
 // blobChunk is the size of the writes of a blob to containerd; a gRPC
 // message of containerd's client holds up to 8 MiB.
@@ -107,8 +109,8 @@ func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 }
 
 // importIndex reads the tar stream r into the content store and returns the
-// descriptor of an index of the images it holds, as archive.ImportIndex does.
-func (in ingester) importIndex(ctx context.Context, r io.Reader) (ocispec.Descriptor, error) {
+// entries of the index of the images it holds, as archive.ImportIndex does.
+func (in ingester) importIndex(ctx context.Context, r io.Reader) ([]ocispec.Descriptor, error) {
 	tr := tar.NewReader(r)
 	c := &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
 	buf := make([]byte, blobChunk)
@@ -118,53 +120,62 @@ func (in ingester) importIndex(ctx context.Context, r io.Reader) (ocispec.Descri
 			break
 		}
 		if err != nil {
-			return ocispec.Descriptor{}, err
+			return nil, err
 		}
 		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), buf)
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("store %q: %w", hdr.Name, err)
+			return nil, fmt.Errorf("store %q: %w", hdr.Name, err)
 		}
 		c.blobs[name] = ocispec.Descriptor{Digest: dgst, Size: hdr.Size}
 	}
 	return in.index(ctx, c)
 }
 
-// index writes the index of the images an archive holds, from what its walk
-// found, and returns its descriptor.
-func (in ingester) index(ctx context.Context, c *contents) (ocispec.Descriptor, error) {
+// index returns the entries of the index of the images an archive holds,
+// from what its walk found: an OCI layout's index.json, or for a docker
+// save, one manifest per image name, written here. The index of a docker
+// save is not written: no image would reference it.
+func (in ingester) index(ctx context.Context, c *contents) ([]ocispec.Descriptor, error) {
 	ociLayout, mfsts, symlinks, blobs := c.ociLayout, c.mfsts, c.symlinks, c.blobs
 	if ociLayout.Version != "" {
 		if ociLayout.Version != ocispec.ImageLayoutVersion {
-			return ocispec.Descriptor{}, fmt.Errorf("OCI layout version %q is not supported (want %s)", ociLayout.Version, ocispec.ImageLayoutVersion)
+			return nil, fmt.Errorf("OCI layout version %q is not supported (want %s)", ociLayout.Version, ocispec.ImageLayoutVersion)
 		}
 		idx, ok := blobs[ocispec.ImageIndexFile]
 		if !ok {
-			return ocispec.Descriptor{}, errors.New("OCI layout has no index.json")
+			return nil, errors.New("OCI layout has no index.json")
 		}
-		idx.MediaType = ocispec.MediaTypeImageIndex
-		return idx, nil
+		p, err := content.ReadBlob(ctx, in.cs, idx)
+		if err != nil {
+			return nil, fmt.Errorf("read index.json: %w", err)
+		}
+		var index ocispec.Index
+		if err := json.Unmarshal(p, &index); err != nil {
+			return nil, fmt.Errorf("decode index.json: %w", err)
+		}
+		return index.Manifests, nil
 	}
 	if mfsts == nil {
-		return ocispec.Descriptor{}, errNoManifest
+		return nil, errNoManifest
 	}
 	for name, linkname := range symlinks {
 		desc, ok := blobs[linkname]
 		if !ok {
-			return ocispec.Descriptor{}, fmt.Errorf("layer %q links to %q, which the archive does not hold", name, linkname)
+			return nil, fmt.Errorf("layer %q links to %q, which the archive does not hold", name, linkname)
 		}
 		blobs[name] = desc
 	}
 
-	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}}
+	var idx []ocispec.Descriptor
 	for _, mfst := range mfsts {
 		config, ok := blobs[mfst.Config]
 		if !ok {
-			return ocispec.Descriptor{}, fmt.Errorf("manifest.json names config %q, which the archive does not hold", mfst.Config)
+			return nil, fmt.Errorf("manifest.json names config %q, which the archive does not hold", mfst.Config)
 		}
 		config.MediaType = images.MediaTypeDockerSchema2Config
 		layers, err := in.resolveLayers(ctx, mfst.Layers, blobs)
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("layers of %v: %w", mfst.RepoTags, err)
+			return nil, fmt.Errorf("layers of %v: %w", mfst.RepoTags, err)
 		}
 		manifest := struct {
 			SchemaVersion int                  `json:"schemaVersion"`
@@ -177,11 +188,11 @@ func (in ingester) index(ctx context.Context, c *contents) (ocispec.Descriptor, 
 		// with them afterwards: one write transaction less per image.
 		desc, err := in.writeJSONBlob(ctx, manifest, manifest.MediaType, childLabels(ctx, append([]ocispec.Descriptor{config}, layers...)))
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("store manifest of %v: %w", mfst.RepoTags, err)
+			return nil, fmt.Errorf("store manifest of %v: %w", mfst.RepoTags, err)
 		}
 		ps, err := images.Platforms(ctx, in.cs, desc)
 		if err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("platform of %v: %w", mfst.RepoTags, err)
+			return nil, fmt.Errorf("platform of %v: %w", mfst.RepoTags, err)
 		}
 		if len(ps) > 0 {
 			// A manifest has the one platform of its config.
@@ -193,23 +204,23 @@ func (in ingester) index(ctx context.Context, c *contents) (ocispec.Descriptor, 
 			}
 		}
 		if len(mfst.RepoTags) == 0 {
-			idx.Manifests = append(idx.Manifests, desc)
+			idx = append(idx, desc)
 			continue
 		}
 		for _, ref := range mfst.RepoTags {
 			named, err := reference.ParseDockerRef(ref)
 			if err != nil {
-				return ocispec.Descriptor{}, fmt.Errorf("normalize image ref %q: %w", ref, err)
+				return nil, fmt.Errorf("normalize image ref %q: %w", ref, err)
 			}
 			d := desc
 			d.Annotations = map[string]string{
 				images.AnnotationImageName: named.String(),
 				ocispec.AnnotationRefName:  ociReferenceName(named.String()),
 			}
-			idx.Manifests = append(idx.Manifests, d)
+			idx = append(idx, d)
 		}
 	}
-	return in.writeJSONBlob(ctx, idx, ocispec.MediaTypeImageIndex, nil)
+	return idx, nil
 }
 
 // digestOfName is the digest an OCI layout entry "blobs/<alg>/<hex>" names,
@@ -472,17 +483,12 @@ func (c *labelCapture) Update(_ context.Context, info content.Info, _ ...string)
 // lazyLabels is the content.Manager of the walk that labels an import's
 // content: it applies a label update only where a blob lacks one of the
 // labels (a blob committed with them, or imported before, costs a read
-// rather than a write transaction), and never to skip, the archive's own
-// index, which no image references and the import's lease holds.
+// rather than a write transaction).
 type lazyLabels struct {
 	content.Manager
-	skip digest.Digest
 }
 
 func (l lazyLabels) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
-	if info.Digest == l.skip {
-		return info, nil
-	}
 	if cur, err := l.Manager.Info(ctx, info.Digest); err == nil && hasLabels(cur.Labels, info.Labels) {
 		return cur, nil
 	}

@@ -47,7 +47,7 @@ type section struct {
 //
 // It returns errSparse, having written nothing, for an archive whose
 // entries cannot be read as sections; the stream path reads those.
-func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(*io.SectionReader) io.Reader) (ocispec.Descriptor, error) {
+func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(*io.SectionReader) io.Reader) ([]ocispec.Descriptor, error) {
 	sr := io.NewSectionReader(ra, 0, size)
 	tr := tar.NewReader(sr) // seeks over data it is not asked to read
 	c := &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
@@ -59,16 +59,16 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 			break
 		}
 		if err != nil {
-			return ocispec.Descriptor{}, err
+			return nil, err
 		}
 		for k := range hdr.PAXRecords {
 			if strings.HasPrefix(k, "GNU.sparse.") {
-				return ocispec.Descriptor{}, errSparse
+				return nil, errSparse
 			}
 		}
 		off, err := sr.Seek(0, io.SeekCurrent)
 		if err != nil {
-			return ocispec.Descriptor{}, err
+			return nil, err
 		}
 		s := section{entry: hdr.Name, name: name, off: off, size: hdr.Size}
 		if i, ok := seen[name]; ok { // a later entry of the same name wins, as in a stream
@@ -121,7 +121,7 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return ocispec.Descriptor{}, err
+		return nil, err
 	}
 	for i, s := range secs {
 		c.blobs[s.name] = ocispec.Descriptor{Digest: digests[i], Size: s.size}
