@@ -51,6 +51,9 @@ type config struct {
 	latencyRounds int
 	restartFiles  int
 	big           int64
+	crictl        string
+	listImages    int
+	listLayerSize int64
 	cases         map[string]bool // empty: all
 }
 
@@ -59,7 +62,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var c config
 	var containerds string
-	size, manySize, big := "1GiB", "1MiB", "4GiB"
+	size, manySize, big, listLayerSize := "1GiB", "1MiB", "4GiB", "4MiB"
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "Markdown file to write")
 	fs.StringVar(&c.imagedrop, "imagedrop", "bin/imagedrop", "imagedrop binary")
 	fs.StringVar(&containerds, "containerd", "/var/cache/imagedrop/containerd-v2.4.2/bin/containerd",
@@ -74,7 +77,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.latencyRounds, "latency-drops", 10, "archives dropped one by one for the rename → visible latency")
 	fs.IntVar(&c.restartFiles, "restart-files", 100, "archives recorded in the state file for the restart case")
 	fs.StringVar(&big, "big", big, "size of the archive imported once for peak RSS; 0 skips it")
-	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,zst,gz,again,again-named,unpack,latency,many,big,restart); default all")
+	fs.StringVar(&c.crictl, "crictl", "/var/cache/imagedrop/bin/crictl", "crictl binary, the peer of the list case (make bench builds it)")
+	fs.IntVar(&c.listImages, "list-images", 20, "images in the list of the list case")
+	fs.StringVar(&listLayerSize, "list-layer-size", listLayerSize, "size of each of the 2 layers of a list image, uncompressed")
+	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,zst,gz,again,again-named,unpack,latency,many,big,restart,list); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -87,7 +93,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
-		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0"} {
+		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB"} {
 			if !set[name] {
 				_ = fs.Set(name, v)
 			}
@@ -103,6 +109,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if c.big, err = parseSize(big); err != nil {
 		return c, err
 	}
+	if c.listLayerSize, err = parseSize(listLayerSize); err != nil {
+		return c, err
+	}
 	for _, s := range strings.Split(containerds, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			c.containerds = append(c.containerds, s)
@@ -113,8 +122,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-containerd: none given")
 	case c.size < 1<<20 || c.manySize < 4<<10:
 		return c, errors.New("-size must be at least 1MiB and -many-size at least 4KiB")
-	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1:
-		return c, errors.New("-layers, -many, -rounds, -latency-drops and -restart-files must be at least 1")
+	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1 || c.listImages < 1:
+		return c, errors.New("-layers, -many, -rounds, -latency-drops, -restart-files and -list-images must be at least 1")
+	case c.listLayerSize < 1<<10:
+		return c, errors.New("-list-layer-size must be at least 1KiB")
 	case c.restartFiles > c.many:
 		return c, errors.New("-restart-files must not exceed -many")
 	}
@@ -153,6 +164,7 @@ type bench struct {
 	cfg  config
 	work string
 	in   inputs
+	list *listInput // nil unless the list case runs
 	log  io.Writer
 }
 
@@ -194,6 +206,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	b.logf("generating inputs in %s", work)
 	if err := b.generate(); err != nil {
 		return fmt.Errorf("generate inputs: %w", err)
+	}
+	if b.want("list") {
+		if _, err := os.Stat(cfg.crictl); err != nil {
+			return fmt.Errorf("crictl, the peer of the list case (make bench builds it; -cases leaves the case out): %w", err)
+		}
+		if b.list, err = b.prepareList(); err != nil {
+			return fmt.Errorf("list case: %w", err)
+		}
+		defer b.list.reg.Stop()
 	}
 	for _, bin := range cfg.containerds {
 		sec, err := b.runAgainst(ctx, bin)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -46,15 +47,39 @@ type Registry struct {
 // Without the docker-registry binary the test is skipped, or fails under CI.
 func RequireRegistry(t testing.TB) *Registry {
 	t.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
+	if _, err := exec.LookPath("docker-registry"); err != nil {
 		if InCI() {
 			t.Fatalf("docker-registry is required under CI: %v", err)
 		}
 		t.Skipf("docker-registry not installed: %v", err)
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	r, err := StartRegistry(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.t = t
+	t.Cleanup(func() {
+		r.Stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+			t.Logf("registry log:\n%s", b)
+		}
+	})
+	return r
+}
+
+// StartRegistry starts a registry keeping its configuration, data and log
+// in dir, for programs that are not tests (the benchmark). Stop it when done.
+func StartRegistry(dir string) (*Registry, error) {
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		return nil, fmt.Errorf("docker-registry (run e2e/setup.sh): %w", err)
+	}
+	addr, err := FreeAddress()
+	if err != nil {
+		return nil, err
+	}
 	_, port, _ := net.SplitHostPort(addr)
 	cfg := fmt.Sprintf(`version: 0.1
 log:
@@ -70,18 +95,13 @@ http:
   addr: %q
 `, filepath.Join(dir, "data"), addr)
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	r := &Registry{Host: "localhost:" + port, URL: "http://" + addr, t: t, bin: bin, dir: dir}
-	t.Cleanup(func() {
-		r.Stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
-			t.Logf("registry log:\n%s", b)
-		}
-	})
-	r.Start()
-	return r
+	r := &Registry{Host: "localhost:" + port, URL: "http://" + addr, bin: bin, dir: dir}
+	if err := r.start(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // FreeAddress returns a 127.0.0.1 address with a port nobody listens on now.
@@ -106,21 +126,27 @@ func freeAddr(t testing.TB) string {
 // Start starts the registry (again) and waits until GET /v2/ answers.
 func (r *Registry) Start() {
 	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *Registry) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cmd != nil {
-		r.t.Fatal("registry already running")
+		return errors.New("registry already running")
 	}
 	logf, err := os.OpenFile(filepath.Join(r.dir, "registry.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	defer logf.Close()
 	cmd := exec.Command(r.bin, "serve", filepath.Join(r.dir, "config.yml"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start docker-registry: %v", err)
+		return fmt.Errorf("start docker-registry: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -131,17 +157,18 @@ func (r *Registry) Start() {
 		if resp, err := http.Get(r.URL + "/v2/"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-exited:
 			b, _ := os.ReadFile(filepath.Join(r.dir, "registry.log"))
-			r.t.Fatalf("docker-registry exited during start:\n%s", b)
+			r.cmd, r.exited = nil, nil
+			return fmt.Errorf("docker-registry exited during start:\n%s", b)
 		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("docker-registry not ready within 30s")
+			return errors.New("docker-registry not ready within 30s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -170,9 +197,18 @@ func (r *Registry) Stop() {
 // the manifest's digest.
 func (r *Registry) Push(t testing.TB, ref string, img *Image) digest.Digest {
 	t.Helper()
+	d, err := r.PushImage(ref, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// PushImage is Push for programs that are not tests.
+func (r *Registry) PushImage(ref string, img *Image) (digest.Digest, error) {
 	repo, tag, ok := strings.Cut(ref, ":")
 	if !ok {
-		t.Fatalf("push %s: want repository:tag", ref)
+		return "", fmt.Errorf("push %s: want repository:tag", ref)
 	}
 	m := ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest}
 	m.Config = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(img.Config), Size: int64(len(img.Config))}
@@ -184,16 +220,16 @@ func (r *Registry) Push(t testing.TB, ref string, img *Image) digest.Digest {
 	}
 	for _, b := range blobs {
 		if err := r.pushBlob(repo, b); err != nil {
-			t.Fatalf("push %s: %v", ref, err)
+			return "", fmt.Errorf("push %s: %w", ref, err)
 		}
 	}
 	mb, _ := json.Marshal(m)
 	req, _ := http.NewRequest(http.MethodPut, r.URL+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(mb))
 	req.Header.Set("Content-Type", ocispec.MediaTypeImageManifest)
 	if err := do(req, http.StatusCreated); err != nil {
-		t.Fatalf("push %s: manifest: %v", ref, err)
+		return "", fmt.Errorf("push %s: manifest: %w", ref, err)
 	}
-	return digest.FromBytes(mb)
+	return digest.FromBytes(mb), nil
 }
 
 // pushBlob uploads b in one request unless the registry has it.

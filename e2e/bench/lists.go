@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/platforms"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/imagedrop/imagedrop/e2e/harness"
+)
+
+// criNamespace is where the CRI keeps images, whatever the client asks.
+const criNamespace = "k8s.io"
+
+// listInput is case 10's input: images pushed to a private registry, and a
+// list file naming them.
+type listInput struct {
+	reg  *harness.Registry
+	refs []string
+	file string
+}
+
+// prepareList starts a registry in the work directory, pushes the list's
+// images to it and writes the list. Stop the registry when done.
+func (b *bench) prepareList() (*listInput, error) {
+	dir := filepath.Join(b.work, "registry")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	reg, err := harness.StartRegistry(dir)
+	if err != nil {
+		return nil, err
+	}
+	in := &listInput{reg: reg, file: filepath.Join(b.work, "list.txt")}
+	var list strings.Builder
+	list.WriteString("# case 10 of the benchmark\n")
+	for i := range b.cfg.listImages {
+		name := fmt.Sprintf("bench/list-%02d:1", i)
+		img := harness.RandomImage(name, platforms.DefaultString(), 7000+uint64(i), 2, int(b.cfg.listLayerSize))
+		if _, err := reg.PushImage(name, img); err != nil {
+			reg.Stop()
+			return nil, err
+		}
+		ref := reg.Host + "/" + name
+		in.refs = append(in.refs, ref)
+		list.WriteString(ref + "\n")
+	}
+	if err := os.WriteFile(in.file, []byte(list.String()), 0o644); err != nil {
+		reg.Stop()
+		return nil, err
+	}
+	return in, nil
+}
+
+// listCase compares `imagedrop import LIST` (CRI pulls, --pull-concurrency
+// default) with a sequential `crictl pull` loop over the same references.
+// Every run starts with none of the images nor their blobs in containerd.
+func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([][]sample, []string, error) {
+	conn, err := grpc.NewClient("unix://"+e.c.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close()
+	cri := runtimeapi.NewImageServiceClient(conn)
+
+	setup := func(ctx context.Context, _ string) error { return e.clearCRIImages(ctx, cri, in.refs) }
+	verify := func(ctx context.Context, _ string) error {
+		for _, ref := range in.refs {
+			st, err := cri.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+			if err != nil {
+				return fmt.Errorf("image status %s: %w", ref, err)
+			}
+			if st.GetImage() == nil {
+				return fmt.Errorf("%s was not pulled", ref)
+			}
+		}
+		return nil
+	}
+	endpoint := "unix://" + e.c.Address
+	cs := []contender{
+		{label: "imagedrop import list.txt (CRI, 3 at a time)", setup: setup, verify: verify, run: b.command(func(string) []string {
+			return []string{b.cfg.imagedrop, "import", "--containerd-address", e.c.Address, "--namespace", criNamespace, "--log-level", "warn", in.file}
+		})},
+		{label: "sequential crictl pull loop", setup: setup, verify: verify, run: b.command(func(string) []string {
+			return shell(fmt.Sprintf(`for r in %s; do %s -r %s -i %s pull "$r" >/dev/null || exit 1; done`,
+				strings.Join(in.refs, " "), quote(b.cfg.crictl), quote(endpoint), quote(endpoint)))
+		})},
+	}
+	res, err := b.compare(ctx, e, "list", cs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, []string{cs[0].label, cs[1].label}, e.clearCRIImages(ctx, cri, in.refs)
+}
+
+// clearCRIImages removes refs through the CRI, so that its image cache
+// forgets them too, then collects garbage synchronously and checks that no
+// blob is left in the CRI's namespace: the next pull fetches everything.
+func (e *runtimeEnv) clearCRIImages(ctx context.Context, cri runtimeapi.ImageServiceClient, refs []string) error {
+	for _, ref := range refs {
+		if _, err := cri.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
+			return fmt.Errorf("remove %s: %w", ref, err)
+		}
+	}
+	ctx = namespaces.WithNamespace(ctx, criNamespace)
+	ls := e.client.LeasesService()
+	l, err := ls.Create(ctx, leases.WithRandomID())
+	if err != nil {
+		return err
+	}
+	// Deleting a lease synchronously runs the garbage collector.
+	if err := ls.Delete(ctx, l, leases.SynchronousDelete); err != nil {
+		return err
+	}
+	left := 0
+	if err := e.client.ContentStore().Walk(ctx, func(content.Info) error { left++; return nil }); err != nil {
+		return err
+	}
+	if left > 0 {
+		return fmt.Errorf("%d blobs left in namespace %s after removing the list's images", left, criNamespace)
+	}
+	return nil
+}
