@@ -66,7 +66,7 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 			if err := preread(c.files...); err != nil {
 				return nil, err
 			}
-			s, err := c.run(ctx, ns)
+			s, err := busyCores(func() (sample, error) { return c.run(ctx, ns) })
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", key, c.label, err)
 			}
@@ -75,7 +75,7 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 					return nil, fmt.Errorf("%s: %s: %w", key, c.label, err)
 				}
 			}
-			b.logf("  %-8s round %d  %-45s %8.3fs  rss %d MiB", key, round+1, c.label, s.wall.Seconds(), s.rssKiB>>10)
+			b.logf("  %-8s round %d  %-45s %8.3fs  rss %d MiB  cores %.2f", key, round+1, c.label, s.wall.Seconds(), s.rssKiB>>10, s.cores)
 			out[i] = append(out[i], s)
 			if err := clearNamespace(ctx, e.client, ns); err != nil {
 				return nil, err
@@ -151,6 +151,11 @@ func (b *bench) floorCommand(label string, files []string, argv []string, after 
 	}}
 }
 
+// coresOf is the median busy cores of imagedrop's runs and of the peer's.
+func coresOf(id, peer []sample) [2]float64 {
+	return [2]float64{medianCores(id), medianCores(peer)}
+}
+
 func walls(ss []sample) []time.Duration {
 	out := make([]time.Duration, len(ss))
 	for i, s := range ss {
@@ -214,7 +219,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 	}
 	idPlain := walls(plain[0])
 	sec.add(row{num: "1", what: fmt.Sprintf("%s plain .tar, 1 layer, no unpack", sizeName), id: idPlain,
-		peer: plainCs[1].label, peerD: walls(plain[1]), target: "≤ 1.0×", ratioMax: 1.0})
+		peer: plainCs[1].label, peerD: walls(plain[1]), target: "≤ 1.0×", ratioMax: 1.0, cores: coresOf(plain[0], plain[1])})
 	if e.major >= 2 {
 		sec.add(row{num: "1", what: fmt.Sprintf("%s plain .tar, 1 layer, no unpack", sizeName), id: idPlain,
 			peer: plainCs[2].label, peerD: walls(plain[2]), target: "≤ 0.5×", ratioMax: 0.5})
@@ -231,7 +236,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		return nil, err
 	}
 	sec.add(row{num: "2", what: fmt.Sprintf("%s .tar, %d layers, no unpack", sizeName, b.cfg.layers), id: walls(layered[0]),
-		peer: layeredCs[1].label, peerD: walls(layered[1]), target: "≤ 0.7×", ratioMax: 0.7})
+		peer: layeredCs[1].label, peerD: walls(layered[1]), target: "≤ 0.7×", ratioMax: 0.7, cores: coresOf(layered[0], layered[1])})
 
 	// 3. Compressed archives.
 	for _, z := range []struct{ key, tool, file string }{{"zst", "zstd", in.zst}, {"gz", "gzip", in.gz}} {
@@ -336,7 +341,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		return nil, err
 	}
 	manyWhat := fmt.Sprintf("%d archives of %s at once, no unpack", len(in.many), formatBytes(b.cfg.manySize))
-	sec.add(row{num: "7", what: manyWhat + ", daemon", id: walls(many[1]), peer: manyCs[2].label, peerD: walls(many[2]), target: "≤ 0.5×", ratioMax: 0.5})
+	sec.add(row{num: "7", what: manyWhat + ", daemon", id: walls(many[1]), peer: manyCs[2].label, peerD: walls(many[2]), target: "≤ 0.5×", ratioMax: 0.5, cores: coresOf(many[1], many[2])})
 	sec.add(row{num: "7", what: manyWhat + ", CLI (sequential today)", id: walls(many[0]), peer: manyCs[2].label, peerD: walls(many[2]), target: "(≤ 0.5×, informative)", ratioMax: 0.5})
 
 	// 8. Peak RSS.
@@ -377,6 +382,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 			return nil, err
 		}
 		listRow.id, listRow.peer, listRow.peerD = walls(res[0]), labels[1], walls(res[1])
+		listRow.cores = coresOf(res[0], res[1])
 	}
 	sec.add(listRow)
 	return sec, nil

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +32,70 @@ const timeBin = "/usr/bin/time"
 // sample is one timed run of a command.
 type sample struct {
 	wall   time.Duration
-	rssKiB int64 // peak RSS of the command itself (not its children); 0 if unknown
+	rssKiB int64   // peak RSS of the command itself (not its children); 0 if unknown
+	cores  float64 // CPUs the whole machine kept busy during the run, on average
+}
+
+// cpuTicks reads the machine's busy and total CPU time, in clock ticks, from
+// /proc/stat; iowait counts as idle.
+func cpuTicks() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 8 || fields[0] != "cpu" {
+		return 0, 0, fmt.Errorf("unexpected /proc/stat line %q", line)
+	}
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total, nil
+}
+
+// busyCores runs f and sets the cores the machine kept busy meanwhile.
+func busyCores(f func() (sample, error)) (sample, error) {
+	b0, t0, err := cpuTicks()
+	if err != nil {
+		return sample{}, err
+	}
+	s, err := f()
+	if err != nil {
+		return s, err
+	}
+	b1, t1, err := cpuTicks()
+	if err != nil {
+		return sample{}, err
+	}
+	if t1 > t0 {
+		s.cores = float64(b1-b0) / float64(t1-t0) * float64(runtime.NumCPU())
+	}
+	return s, nil
+}
+
+// medianCores is the median of the samples' busy cores.
+func medianCores(ss []sample) float64 {
+	cs := make([]float64, len(ss))
+	for i, s := range ss {
+		cs[i] = s.cores
+	}
+	slices.Sort(cs)
+	switch n := len(cs); {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return cs[n/2]
+	default:
+		return (cs[n/2-1] + cs[n/2]) / 2
+	}
 }
 
 // preread reads files into the page cache, so every run starts warm: page

@@ -22,6 +22,7 @@ type row struct {
 	rssKiB    int64         // a memory row instead of a time row
 	rssMax    int64         // met when rssKiB ≤ rssMax
 	notYet    string        // the case is not measured, and why
+	cores     [2]float64    // median busy cores of the machine: imagedrop's runs, the peer's
 }
 
 type floorRow struct {
@@ -127,12 +128,17 @@ func (r *report) markdown() string {
 			}
 			fmt.Fprintf(&b, "| %s | %s |\n", x.what, mib(x.kib))
 		}
-		fmt.Fprintf(&b, "\n### Samples\n\n| # | case | imagedrop runs | peer runs |\n|---|---|---|---|\n")
+		fmt.Fprintf(&b, "\n### Samples\n\nBusy cores: CPUs the whole machine (containerd, registry, tools) kept busy during the runs, median, of %d.\n\n", runtime.NumCPU())
+		fmt.Fprintf(&b, "| # | case | imagedrop runs | peer runs | busy cores, imagedrop / peer |\n|---|---|---|---|---|\n")
 		for _, x := range s.rows {
 			if len(x.id) == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", x.num, cell(x.what), list(x.id), list(x.peerD))
+			busy := ""
+			if x.cores != [2]float64{} {
+				busy = fmt.Sprintf("%.2f / %.2f", x.cores[0], x.cores[1])
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", x.num, cell(x.what), list(x.id), list(x.peerD), busy)
 		}
 		for _, f := range s.floors {
 			fmt.Fprintf(&b, "| floor | %s | %s | |\n", f.label, list(f.d))
