@@ -76,6 +76,27 @@ type contents struct {
 	blobs     map[string]ocispec.Descriptor
 }
 
+func newContents() *contents {
+	return &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
+}
+
+// walk calls f for each blob entry of tr (see nextBlob), with tr positioned
+// at its data, until the archive ends or f fails.
+func (c *contents) walk(tr *tar.Reader, f func(hdr *tar.Header, name string) error) error {
+	for {
+		hdr, name, err := c.nextBlob(tr)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := f(hdr, name); err != nil {
+			return err
+		}
+	}
+}
+
 // nextBlob advances tr to the next regular entry that is a blob, reading the
 // metadata files (oci-layout, manifest.json) and symlinks it passes on the
 // way. It returns the entry's header and clean name, or io.EOF.
@@ -112,21 +133,18 @@ func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 // entries of the index of the images it holds, as archive.ImportIndex does.
 func (in ingester) importIndex(ctx context.Context, r io.Reader) ([]ocispec.Descriptor, error) {
 	tr := tar.NewReader(r)
-	c := &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
+	c := newContents()
 	buf := make([]byte, blobChunk)
-	for {
-		hdr, name, err := c.nextBlob(tr)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := c.walk(tr, func(hdr *tar.Header, name string) error {
 		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), buf)
 		if err != nil {
-			return nil, fmt.Errorf("store %q: %w", hdr.Name, err)
+			return fmt.Errorf("store %q: %w", hdr.Name, err)
 		}
 		c.blobs[name] = ocispec.Descriptor{Digest: dgst, Size: hdr.Size}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return in.index(ctx, c)
 }

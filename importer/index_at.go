@@ -50,33 +50,30 @@ type section struct {
 func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(*io.SectionReader) io.Reader) ([]ocispec.Descriptor, error) {
 	sr := io.NewSectionReader(ra, 0, size)
 	tr := tar.NewReader(sr) // seeks over data it is not asked to read
-	c := &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
+	c := newContents()
 	var secs []section
 	seen := map[string]int{}
-	for {
-		hdr, name, err := c.nextBlob(tr)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := c.walk(tr, func(hdr *tar.Header, name string) error {
 		for k := range hdr.PAXRecords {
 			if strings.HasPrefix(k, "GNU.sparse.") {
-				return nil, errSparse
+				return errSparse
 			}
 		}
 		off, err := sr.Seek(0, io.SeekCurrent)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s := section{entry: hdr.Name, name: name, off: off, size: hdr.Size}
 		if i, ok := seen[name]; ok { // a later entry of the same name wins, as in a stream
 			secs[i] = s
-			continue
+			return nil
 		}
 		seen[name] = len(secs)
 		secs = append(secs, s)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	known := knownLayerDigests(ra, c, secs)

@@ -106,7 +106,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		archiveBytes: f.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
 			Name:      "archive_bytes_read_total",
-			Help:      "Bytes read from archive files, as stored on disk (compressed).",
+			Help:      "Bytes of archive files gone through, as stored on disk (compressed); blobs skipped because containerd had them count too.",
 		}),
 		imagesImported: f.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
