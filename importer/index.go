@@ -46,6 +46,16 @@ import (
 // message of containerd's client holds up to 8 MiB.
 const blobChunk = 4 << 20
 
+// chunkBuffer returns buf, or a larger buffer if buf is too small to send a
+// blob of size in chunks of blobChunk bytes: small archives do not pay for
+// (and clear) a whole chunk per blob.
+func chunkBuffer(buf []byte, size int64) []byte {
+	if n := int(min(max(size, 1), blobChunk)); len(buf) < n {
+		return make([]byte, n)
+	}
+	return buf
+}
+
 const jsonLimit = 20 << 20
 
 // dockerManifest is an entry of a docker save manifest.json.
@@ -134,8 +144,9 @@ func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 func (in ingester) importIndex(ctx context.Context, r io.Reader) ([]ocispec.Descriptor, error) {
 	tr := tar.NewReader(r)
 	c := newContents()
-	buf := make([]byte, blobChunk)
+	var buf []byte
 	err := c.walk(tr, func(hdr *tar.Header, name string) error {
+		buf = chunkBuffer(buf, hdr.Size)
 		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), buf)
 		if err != nil {
 			return fmt.Errorf("store %q: %w", hdr.Name, err)

@@ -100,9 +100,10 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 	})
 	for range min(blobWriters, len(secs)) {
 		g.Go(func() error {
-			buf := make([]byte, blobChunk)
+			var buf []byte
 			for i := range work {
 				s := secs[i]
+				buf = chunkBuffer(buf, s.size)
 				r := count(io.NewSectionReader(ra, s.off, s.size))
 				want := digestOfName(s.name)
 				if want == "" {
