@@ -153,3 +153,26 @@ func TestImportRightAfterDeletion(t *testing.T) {
 		}
 	}
 }
+
+// TestImportSparseMarkerFallsBack imports an archive whose layer entry
+// carries a GNU sparse PAX record: the parallel path refuses it and the
+// stream path, which tar reads as it should, imports it whole.
+func TestImportSparseMarkerFallsBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	img := harness.NewImage("example.com/sparse:1", node, map[string]string{"a": strings.Repeat("a", 3000)})
+	data, err := harness.WithPAXRecord(harness.DockerSaveBytes(img), func(name string) bool {
+		return strings.HasSuffix(name, "/layer.tar")
+	}, "GNU.sparse.name", "layer.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.importer().ImportArchive(context.Background(), e.write("sparse.tar", data))
+	if err != nil {
+		t.Fatalf("ImportArchive: %v", err)
+	}
+	if res.BytesRead != int64(len(data)) {
+		t.Errorf("bytes read = %d, want %d", res.BytesRead, len(data))
+	}
+	e.checkImage("example.com/sparse:1", img, "sparse.tar", true)
+}

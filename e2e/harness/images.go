@@ -338,6 +338,40 @@ func writeFile(tw *tar.Writer, name string, b []byte) error {
 
 // FilterTar rewrites a tar keeping the entries keep accepts.
 func FilterTar(data []byte, keep func(name string) bool) ([]byte, error) {
+	return rewriteTar(data, func(h *tar.Header) bool { return keep(h.Name) })
+}
+
+// WithPAXRecord returns the tar data with the PAX record key=value added to
+// the entries whose name match accepts: a way to build the unusual archives
+// (GNU sparse markers, vendor records) real tools write. archive/tar will
+// not write GNU.sparse.* records itself, so those are written under a
+// placeholder key of the same length and renamed in the bytes (PAX records
+// carry no checksum).
+func WithPAXRecord(data []byte, match func(name string) bool, key, value string) ([]byte, error) {
+	const sparse, placeholder = "GNU.sparse.", "XNU.sparse."
+	written := key
+	if rest, ok := strings.CutPrefix(key, sparse); ok {
+		written = placeholder + rest
+	}
+	out, err := rewriteTar(data, func(h *tar.Header) bool {
+		if match(h.Name) {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords[written] = value
+			h.Format = tar.FormatPAX
+		}
+		return true
+	})
+	if err != nil || written == key {
+		return out, err
+	}
+	return bytes.ReplaceAll(out, []byte(" "+written+"="), []byte(" "+key+"=")), nil
+}
+
+// rewriteTar copies the tar data, entry by entry, through edit, which may
+// change a header and drops the entry by returning false.
+func rewriteTar(data []byte, edit func(*tar.Header) bool) ([]byte, error) {
 	tr := tar.NewReader(bytes.NewReader(data))
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -349,7 +383,7 @@ func FilterTar(data []byte, keep func(name string) bool) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !keep(h.Name) {
+		if !edit(h) {
 			continue
 		}
 		if err := tw.WriteHeader(h); err != nil {
