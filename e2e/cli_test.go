@@ -127,6 +127,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad registry", []string{"import", "--extra-registry", "https://r.local", "x.tar"}, nil, `extra registry "https://r.local"`},
 		{"bad env", []string{"import", "x.tar"}, []string{"IMAGEDROP_PIN=maybe"}, "IMAGEDROP_PIN"},
 		{"bad log format", []string{"import", "--log-format", "xml", "x.tar"}, nil, "--log-format"},
+		{"no workers", []string{"import", "--workers", "0", "x.tar"}, nil, "--workers must be at least 1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, stderr, code := imagedrop(t, tt.env, tt.args...)

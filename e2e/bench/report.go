@@ -99,7 +99,7 @@ func (r *report) markdown() string {
 - Page cache cannot be dropped reliably on a shared machine, so every input is read once (`+"`cat > /dev/null`"+`-style) right before every run, by every tool: all runs start from a warm cache. Writes to the content store still go to disk.
 - Wall time is measured from process start to exit (for the daemon: from the first rename to the last file shown done in `+"`/status`"+`, polled every 50 ms); each command runs under `+"`/usr/bin/time -v`"+`, which gives imagedrop's peak RSS.
 - Like is compared with like: `+"`ctr images import`"+` unpacks by default, so it gets `+"`--no-unpack`"+` when imagedrop runs with `+"`--unpack=false`"+`; the unpack case runs both with unpack into overlayfs. imagedrop also pins and labels images; ctr does not.
-- `+"`imagedrop import f1 … fN`"+` is sequential today; the daemon (`+"`imagedrop watch`"+`, default 2 workers) is the representative many-files case.
+- `+"`imagedrop import f1 … fN`"+` and the daemon (`+"`imagedrop watch`"+`) both take 2 files at a time by default (`+"`--workers`"+`); the daemon, which is what nodes run, is the many-files case the target applies to.
 - ctr is built from the same containerd version it talks to.
 - Other work may share the machine while this runs (see the load average above); treat differences of a few percent as noise.
 `, formatBytes(r.cfg.size), r.cfg.layers, r.cfg.many, formatBytes(r.cfg.manySize), r.cfg.rounds)
