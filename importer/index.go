@@ -28,8 +28,9 @@ import (
 // same formats, and the same images, manifests and digests as a result. It
 // differs where that matters for speed:
 //
-//   - The index of a docker save's images is kept in memory, not written:
-//     no image references it, so it was a blob to write and collect again.
+//   - The index of the images is kept in memory, not written: an OCI
+//     layout's index.json as read, a docker save's as built here. No image
+//     references it, so it was a blob to write, read back and collect.
 //   - Manifests are committed with their garbage collection labels.
 //   - A blob is hashed once, by containerd as it writes it; the digest is
 //     taken from the writer's answers instead of hashing the stream a second
@@ -81,6 +82,7 @@ type ingester struct {
 // metadata files, its symlinks and the blobs written so far, by entry name.
 type contents struct {
 	ociLayout ocispec.ImageLayout
+	ociIndex  []byte // index.json, decoded only for an OCI layout
 	mfsts     []dockerManifest
 	symlinks  map[string]string
 	blobs     map[string]ocispec.Descriptor
@@ -108,8 +110,10 @@ func (c *contents) walk(tr *tar.Reader, f func(hdr *tar.Header, name string) err
 }
 
 // nextBlob advances tr to the next regular entry that is a blob, reading the
-// metadata files (oci-layout, manifest.json) and symlinks it passes on the
-// way. It returns the entry's header and clean name, or io.EOF.
+// metadata files (oci-layout, index.json, manifest.json) and symlinks it
+// passes on the way. It returns the entry's header and clean name, or io.EOF.
+// The metadata files are kept in memory, not written to containerd: no image
+// references them.
 func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 	for {
 		hdr, err := tr.Next()
@@ -128,6 +132,13 @@ func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 		case ocispec.ImageLayoutFile:
 			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.ociLayout); err != nil {
 				return nil, "", fmt.Errorf("read OCI layout file %q: %w", hdr.Name, err)
+			}
+		case ocispec.ImageIndexFile:
+			if hdr.Size > jsonLimit {
+				return nil, "", fmt.Errorf("OCI index %q is larger than %d MiB", hdr.Name, jsonLimit>>20)
+			}
+			if c.ociIndex, err = io.ReadAll(tr); err != nil {
+				return nil, "", fmt.Errorf("read OCI index %q: %w", hdr.Name, err)
 			}
 		case "manifest.json":
 			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.mfsts); err != nil {
@@ -170,16 +181,11 @@ func (in ingester) index(ctx context.Context, c *contents) ([]ocispec.Descriptor
 		if ociLayout.Version != ocispec.ImageLayoutVersion {
 			return nil, fmt.Errorf("OCI layout version %q is not supported (want %s)", ociLayout.Version, ocispec.ImageLayoutVersion)
 		}
-		idx, ok := blobs[ocispec.ImageIndexFile]
-		if !ok {
+		if c.ociIndex == nil {
 			return nil, errors.New("OCI layout has no index.json")
 		}
-		p, err := content.ReadBlob(ctx, in.cs, idx)
-		if err != nil {
-			return nil, fmt.Errorf("read index.json: %w", err)
-		}
 		var index ocispec.Index
-		if err := json.Unmarshal(p, &index); err != nil {
+		if err := json.Unmarshal(c.ociIndex, &index); err != nil {
 			return nil, fmt.Errorf("decode index.json: %w", err)
 		}
 		return index.Manifests, nil

@@ -85,36 +85,24 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(secs[b].size, secs[a].size) })
 
 	digests := make([]digest.Digest, len(secs))
-	work := make(chan int)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer close(work)
-		for _, i := range order {
-			select {
-			case work <- i:
-			case <-gctx.Done():
-				return nil
-			}
+	g.SetLimit(blobWriters)
+	for _, i := range order {
+		if gctx.Err() != nil {
+			break // a blob failed: Wait reports it
 		}
-		return nil
-	})
-	for range min(blobWriters, len(secs)) {
 		g.Go(func() error {
-			var buf []byte
-			for i := range work {
-				s := secs[i]
-				buf = chunkBuffer(buf, s.size)
-				r := count(io.NewSectionReader(ra, s.off, s.size))
-				want := digestOfName(s.name)
-				if want == "" {
-					want = known[s.name]
-				}
-				d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, want, buf)
-				if err != nil {
-					return fmt.Errorf("store %q: %w", s.entry, err)
-				}
-				digests[i] = d
+			s := secs[i]
+			want := digestOfName(s.name)
+			if want == "" {
+				want = known[s.name]
 			}
+			r := count(io.NewSectionReader(ra, s.off, s.size))
+			d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, want, chunkBuffer(nil, s.size))
+			if err != nil {
+				return fmt.Errorf("store %q: %w", s.entry, err)
+			}
+			digests[i] = d
 			return nil
 		})
 	}
