@@ -1,6 +1,7 @@
 package importer_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -419,24 +420,32 @@ func TestImportBadInput(t *testing.T) {
 			if tt.mutate != nil {
 				mutate = append(mutate, tt.mutate)
 			}
-			_, err := e.importer(mutate...).ImportArchive(context.Background(), path)
-			if err == nil {
-				t.Fatal("ImportArchive succeeded, want an error")
-			}
-			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("error = %q, want it to name %s and say %q", err, path, tt.wantErr)
-			}
-			if got := e.imageNames(); len(got) != 0 {
-				t.Errorf("images left behind: %v", got)
-			}
-			if got := e.blobs(); len(got) != 0 {
-				t.Errorf("content left behind: %v", got)
-			}
-			// The file itself is never touched.
-			if b, err := os.ReadFile(path); err != nil || len(b) != len(tt.data) {
-				t.Errorf("file changed: %d bytes, err %v", len(b), err)
-			}
+			e.refused(e.importer(mutate...), path, tt.data, tt.wantErr)
 		})
+	}
+}
+
+// refused asserts that importing the file at path, which holds data, fails
+// with an error that names it and says want, and leaves nothing behind: no
+// image, no content, the file unchanged.
+func (e *env) refused(im *importer.Importer, path string, data []byte, want string) {
+	e.t.Helper()
+	_, err := im.ImportArchive(context.Background(), path)
+	if err == nil {
+		e.t.Fatalf("ImportArchive %s succeeded, want an error saying %q", path, want)
+	}
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) {
+		e.t.Errorf("error = %q, want it to name %s and say %q", err, path, want)
+	}
+	if got := e.imageNames(); len(got) != 0 {
+		e.t.Errorf("images left behind: %v", got)
+	}
+	if got := e.blobs(); len(got) != 0 {
+		e.t.Errorf("content left behind: %v", got)
+	}
+	// The file itself is never touched.
+	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {
+		e.t.Errorf("file changed: %d bytes, err %v", len(b), err)
 	}
 }
 
