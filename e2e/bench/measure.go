@@ -87,15 +87,7 @@ func medianCores(ss []sample) float64 {
 	for i, s := range ss {
 		cs[i] = s.cores
 	}
-	slices.Sort(cs)
-	switch n := len(cs); {
-	case n == 0:
-		return 0
-	case n%2 == 1:
-		return cs[n/2]
-	default:
-		return (cs[n/2-1] + cs[n/2]) / 2
-	}
+	return median(cs)
 }
 
 // preread reads files into the page cache, so every run starts warm: page
@@ -177,7 +169,7 @@ func shell(script string) []string { return []string{"bash", "-o", "pipefail", "
 // quote quotes s for bash.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-func median(ds []time.Duration) time.Duration {
+func median[T time.Duration | float64](ds []T) T {
 	if len(ds) == 0 {
 		return 0
 	}
