@@ -102,8 +102,12 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 	isRetag := func(name string) bool {
 		return !slices.ContainsFunc(found, func(f images.Image) bool { return f.Name == name })
 	}
+	// Images read from containerd (a list's pulls) exist: update them first.
+	stored := func(name string) bool {
+		return slices.ContainsFunc(found, func(f images.Image) bool { return f.Name == name && !f.CreatedAt.IsZero() })
+	}
 	for _, img := range all {
-		isNew, err := im.upsert(ctx, img)
+		isNew, err := im.upsert(ctx, img, stored(img.Name))
 		if isRetag(img.Name) {
 			if err != nil {
 				im.obs.Retagged("failure")
@@ -130,9 +134,19 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 }
 
 // upsert creates img, or points an existing image of that name at its target
-// with its labels. It reports whether the image is new.
-func (im *Importer) upsert(ctx context.Context, img images.Image) (bool, error) {
+// with its labels. It reports whether the image is new. When img is likely
+// to exist, it is updated first and created only if it is gone.
+func (im *Importer) upsert(ctx context.Context, img images.Image, exists bool) (bool, error) {
 	is := im.client.ImageService()
+	if exists {
+		_, err := is.Update(ctx, img, "target", "labels")
+		if err == nil {
+			return false, nil
+		}
+		if !errdefs.IsNotFound(err) {
+			return false, fmt.Errorf("update image %s: %w", img.Name, err)
+		}
+	}
 	_, err := is.Create(ctx, img)
 	if err == nil {
 		return true, nil

@@ -120,8 +120,9 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 			continue
 		}
 		wg.Go(func() {
-			defer func() { <-sem }()
-			refs[i], names[i] = im.pullReference(ctx, cri, auth, e, source)
+			release := sync.OnceFunc(func() { <-sem })
+			defer release()
+			refs[i], names[i] = im.pullReference(ctx, cri, auth, e, source, release)
 		})
 	}
 	wg.Wait()
@@ -155,12 +156,15 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 }
 
 // pullReference makes one reference present and pins, labels and retags
-// it. It returns the reference's outcome and the image names it set.
-func (im *Importer) pullReference(ctx context.Context, cri criImages, auth pullAuth, e ListEntry, source string) (ReferenceResult, []string) {
+// it. It calls pulled once the CRI is done with the reference, so the next
+// pull can start while this one is labelled. It returns the reference's
+// outcome and the image names it set.
+func (im *Importer) pullReference(ctx context.Context, cri criImages, auth pullAuth, e ListEntry, source string, pulled func()) (ReferenceResult, []string) {
 	rr := ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: OutcomeFailed}
 	log := im.log.With("list", source, "line", e.Line, "reference", e.Reference)
 	start := time.Now()
 	outcome, attempts, err := im.pull(ctx, cri, auth.forReference(e.Reference), e.Reference, log)
+	pulled()
 	rr.Attempts = attempts
 	if err != nil {
 		im.obs.ImagePulled("failure", time.Since(start))
