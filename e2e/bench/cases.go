@@ -50,7 +50,11 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 	if !b.want(key) {
 		return out, nil
 	}
-	for round := range b.cfg.rounds {
+	rounds := b.cfg.rounds
+	if key == "list" {
+		rounds = b.cfg.listRounds
+	}
+	for round := range rounds {
 		for k := range cs {
 			i := k
 			if round%2 == 1 {
@@ -66,7 +70,7 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 			if err := preread(c.files...); err != nil {
 				return nil, err
 			}
-			s, err := busyCores(func() (sample, error) { return c.run(ctx, ns) })
+			s, err := withCPU(e.c.Pid(), b.registryPid(), func() (sample, error) { return c.run(ctx, ns) })
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", key, c.label, err)
 			}
@@ -75,7 +79,8 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 					return nil, fmt.Errorf("%s: %s: %w", key, c.label, err)
 				}
 			}
-			b.logf("  %-8s round %d  %-45s %8.3fs  rss %d MiB  cores %.2f", key, round+1, c.label, s.wall.Seconds(), s.rssKiB>>10, s.cores)
+			b.logf("  %-8s round %d  %-45s %8.3fs  rss %d MiB  cores %.2f  cpu s: containerd %.2f registry %.2f command %.2f", key, round+1, c.label,
+				s.wall.Seconds(), s.rssKiB>>10, s.cores(), s.cpu.containerd.Seconds(), s.cpu.registry.Seconds(), s.cpu.command.Seconds())
 			out[i] = append(out[i], s)
 			if err := clearNamespace(ctx, e.client, ns); err != nil {
 				return nil, err
@@ -151,10 +156,8 @@ func (b *bench) floorCommand(label string, files []string, argv []string, after 
 	}}
 }
 
-// coresOf is the median busy cores of imagedrop's runs and of the peer's.
-func coresOf(id, peer []sample) [2]float64 {
-	return [2]float64{medianCores(id), medianCores(peer)}
-}
+// runsOf pairs imagedrop's runs with the peer's, for the CPU table.
+func runsOf(id, peer []sample) [2][]sample { return [2][]sample{id, peer} }
 
 func walls(ss []sample) []time.Duration {
 	out := make([]time.Duration, len(ss))
@@ -219,7 +222,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 	}
 	idPlain := walls(plain[0])
 	sec.add(row{num: "1", what: fmt.Sprintf("%s plain .tar, 1 layer, no unpack", sizeName), id: idPlain,
-		peer: plainCs[1].label, peerD: walls(plain[1]), target: "≤ 1.0×", ratioMax: 1.0, cores: coresOf(plain[0], plain[1])})
+		peer: plainCs[1].label, peerD: walls(plain[1]), target: "≤ 1.0×", ratioMax: 1.0, runs: runsOf(plain[0], plain[1])})
 	if e.major >= 2 {
 		sec.add(row{num: "1", what: fmt.Sprintf("%s plain .tar, 1 layer, no unpack", sizeName), id: idPlain,
 			peer: plainCs[2].label, peerD: walls(plain[2]), target: "≤ 0.5×", ratioMax: 0.5})
@@ -236,7 +239,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		return nil, err
 	}
 	sec.add(row{num: "2", what: fmt.Sprintf("%s .tar, %d layers, no unpack", sizeName, b.cfg.layers), id: walls(layered[0]),
-		peer: layeredCs[1].label, peerD: walls(layered[1]), target: "≤ 0.7×", ratioMax: 0.7, cores: coresOf(layered[0], layered[1])})
+		peer: layeredCs[1].label, peerD: walls(layered[1]), target: "≤ 0.7×", ratioMax: 0.7, runs: runsOf(layered[0], layered[1])})
 
 	// 3. Compressed archives.
 	for _, z := range []struct{ key, tool, file string }{{"zst", "zstd", in.zst}, {"gz", "gzip", in.gz}} {
@@ -334,7 +337,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		return nil, err
 	}
 	manyWhat := fmt.Sprintf("%d archives of %s at once, no unpack", len(in.many), formatBytes(b.cfg.manySize))
-	sec.add(row{num: "7", what: manyWhat + ", daemon", id: walls(many[1]), peer: manyCs[2].label, peerD: walls(many[2]), target: "≤ 0.5×", ratioMax: 0.5, cores: coresOf(many[1], many[2])})
+	sec.add(row{num: "7", what: manyWhat + ", daemon", id: walls(many[1]), peer: manyCs[2].label, peerD: walls(many[2]), target: "≤ 0.5×", ratioMax: 0.5, runs: runsOf(many[1], many[2])})
 	sec.add(row{num: "7", what: manyWhat + ", CLI (imagedrop import, 2 workers)", id: walls(many[0]), peer: manyCs[2].label, peerD: walls(many[2]), target: "(≤ 0.5×, informative)", ratioMax: 0.5})
 
 	// 8. Peak RSS.
@@ -369,15 +372,19 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 	// 10. Image lists.
 	listWhat := fmt.Sprintf("list of %d images (2 layers of %s each, half random) from a local registry", b.cfg.listImages, formatBytes(b.cfg.listLayerSize))
 	listRow := row{num: "10", what: listWhat, peer: "sequential crictl pull loop", target: "≤ 0.5×", ratioMax: 0.5}
-	if b.list != nil {
-		res, labels, err := b.listCase(ctx, e, b.list)
+	moreRow := listRow
+	moreRow.what += fmt.Sprintf(", --pull-concurrency %d", listConcurrency)
+	if b.list != nil && b.want("list") {
+		res, labels, locks, err := b.listCase(ctx, e, b.list)
 		if err != nil {
 			return nil, err
 		}
-		listRow.id, listRow.peer, listRow.peerD = walls(res[0]), labels[1], walls(res[1])
-		listRow.cores = coresOf(res[0], res[1])
+		listRow.id, listRow.peer, listRow.peerD, listRow.runs = walls(res[0]), labels[2], walls(res[2]), runsOf(res[0], res[2])
+		moreRow.id, moreRow.peer, moreRow.peerD, moreRow.runs = walls(res[1]), labels[2], walls(res[2]), runsOf(res[1], res[2])
+		sec.locks = locks
 	}
 	sec.add(listRow)
+	sec.add(moreRow)
 	return sec, nil
 }
 

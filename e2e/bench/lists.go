@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/leases"
@@ -27,6 +28,14 @@ type listInput struct {
 	reg  *harness.Registry
 	refs []string
 	file string
+}
+
+// registryPid is the list case's registry's process, 0 if it does not run.
+func (b *bench) registryPid() int {
+	if b.list == nil {
+		return 0
+	}
+	return b.list.reg.Pid()
 }
 
 // prepareList starts a registry in the work directory, pushes the list's
@@ -61,13 +70,22 @@ func (b *bench) prepareList() (*listInput, error) {
 	return in, nil
 }
 
+// listConcurrency is the --pull-concurrency of the list case's second
+// imagedrop run, next to the default: how much more overlap buys.
+const listConcurrency = 8
+
+// lockInterval is how often probeLock dumps containerd's goroutines.
+const lockInterval = 50 * time.Millisecond
+
 // listCase compares `imagedrop import LIST` (CRI pulls, --pull-concurrency
-// default) with a sequential `crictl pull` loop over the same references.
-// Every run starts with none of the images nor their blobs in containerd.
-func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([][]sample, []string, error) {
+// default, then listConcurrency) with a sequential `crictl pull` loop over
+// the same references. Every run starts with none of the images nor their
+// blobs in containerd. After the timed rounds, each contender runs once
+// more with containerd's metadata write lock probed.
+func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([][]sample, []string, []lockRow, error) {
 	conn, err := grpc.NewClient("unix://"+e.c.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer conn.Close()
 	cri := runtimeapi.NewImageServiceClient(conn)
@@ -85,11 +103,17 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([][
 		}
 		return nil
 	}
+	imagedrop := func(flags ...string) func(string) []string {
+		return func(string) []string {
+			args := []string{b.cfg.imagedrop, "import", "--containerd-address", e.c.Address, "--namespace", criNamespace, "--log-level", "warn"}
+			return append(append(args, flags...), in.file)
+		}
+	}
 	endpoint := "unix://" + e.c.Address
 	cs := []contender{
-		{label: "imagedrop import list.txt (CRI, 3 at a time)", setup: setup, verify: verify, run: b.command(func(string) []string {
-			return []string{b.cfg.imagedrop, "import", "--containerd-address", e.c.Address, "--namespace", criNamespace, "--log-level", "warn", in.file}
-		})},
+		{label: "imagedrop import list.txt (CRI, 3 at a time)", setup: setup, verify: verify, run: b.command(imagedrop())},
+		{label: fmt.Sprintf("imagedrop import --pull-concurrency %d list.txt", listConcurrency), setup: setup, verify: verify,
+			run: b.command(imagedrop(fmt.Sprintf("--pull-concurrency=%d", listConcurrency)))},
 		{label: "sequential crictl pull loop", setup: setup, verify: verify, run: b.command(func(string) []string {
 			return shell(fmt.Sprintf(`for r in %s; do %s -r %s -i %s pull "$r" >/dev/null || exit 1; done`,
 				strings.Join(in.refs, " "), quote(b.cfg.crictl), quote(endpoint), quote(endpoint)))
@@ -97,9 +121,24 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([][
 	}
 	res, err := b.compare(ctx, e, "list", cs)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return res, []string{cs[0].label, cs[1].label}, e.clearCRIImages(ctx, cri, in.refs)
+	labels := make([]string, len(cs))
+	var locks []lockRow
+	for i, c := range cs {
+		labels[i] = c.label
+		if err := c.setup(ctx, ""); err != nil {
+			return nil, nil, nil, err
+		}
+		var s sample
+		p, err := probeLock(ctx, e.c.Debug, lockInterval, func() (err error) { s, err = c.run(ctx, ""); return err })
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("list: probed run of %s: %w", c.label, err)
+		}
+		b.logf("  list     probed   %-45s %8.3fs  lock held in %d of %d dumps, %.1f queued", c.label, s.wall.Seconds(), p.held, p.samples, p.meanQueued())
+		locks = append(locks, lockRow{label: c.label, wall: s.wall, probe: p})
+	}
+	return res, labels, locks, e.clearCRIImages(ctx, cri, in.refs)
 }
 
 // clearCRIImages removes refs through the CRI, so that its image cache

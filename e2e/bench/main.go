@@ -48,6 +48,7 @@ type config struct {
 	many          int
 	manySize      int64
 	rounds        int
+	listRounds    int
 	latencyRounds int
 	restartFiles  int
 	big           int64
@@ -74,6 +75,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.many, "many", 200, "number of small archives")
 	fs.StringVar(&manySize, "many-size", manySize, "size of each small archive")
 	fs.IntVar(&c.rounds, "rounds", 3, "rounds of each comparison")
+	fs.IntVar(&c.listRounds, "list-rounds", 7, "rounds of the list case (short runs that vary more)")
 	fs.IntVar(&c.latencyRounds, "latency-drops", 10, "archives dropped one by one for the rename → visible latency")
 	fs.IntVar(&c.restartFiles, "restart-files", 100, "archives recorded in the state file for the restart case")
 	fs.StringVar(&big, "big", big, "size of the archive imported once for peak RSS; 0 skips it")
@@ -93,7 +95,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
-		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB"} {
+		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "list-rounds": "3", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB"} {
 			if !set[name] {
 				_ = fs.Set(name, v)
 			}
@@ -122,8 +124,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-containerd: none given")
 	case c.size < 1<<20 || c.manySize < 4<<10:
 		return c, errors.New("-size must be at least 1MiB and -many-size at least 4KiB")
-	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1 || c.listImages < 1:
-		return c, errors.New("-layers, -many, -rounds, -latency-drops, -restart-files and -list-images must be at least 1")
+	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.listRounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1 || c.listImages < 1:
+		return c, errors.New("-layers, -many, -rounds, -list-rounds, -latency-drops, -restart-files and -list-images must be at least 1")
 	case c.listLayerSize < 1<<10:
 		return c, errors.New("-list-layer-size must be at least 1KiB")
 	case c.restartFiles > c.many:

@@ -22,7 +22,7 @@ type row struct {
 	rssKiB    int64         // a memory row instead of a time row
 	rssMax    int64         // met when rssKiB ≤ rssMax
 	notYet    string        // the case is not measured, and why
-	cores     [2]float64    // median busy cores of the machine: imagedrop's runs, the peer's
+	runs      [2][]sample   // imagedrop's timed runs and the peer's, for the CPU table; optional
 }
 
 type floorRow struct {
@@ -46,6 +46,14 @@ type section struct {
 	floors        []floorRow
 	rss           []rssRow
 	rssTarget     string
+	locks         []lockRow
+}
+
+// lockRow is one probed run of case 10.
+type lockRow struct {
+	label string
+	wall  time.Duration
+	probe lockProbe
 }
 
 // add appends r unless its case was not run (see -cases).
@@ -95,14 +103,14 @@ func (r *report) markdown() string {
 
 	fmt.Fprintf(&b, "\n## Method\n\n")
 	fmt.Fprintf(&b, `- Inputs are generated into a temporary directory on the same disk as containerd's root: a %[1]s single-layer `+"`docker save`"+` archive (each layer half random, half repeated text), the same archive as `+"`.tar.zst`"+` (zstd CLI, level 3) and `+"`.tar.gz`"+` (gzip level 6), a %[1]s archive of %[2]d layers, and %[3]d archives of %[4]s.
-- Each comparison runs imagedrop and its peers on the same file in the same run, %[5]d rounds, alternating the order between rounds; each run gets a fresh containerd namespace whose images are deleted (synchronous GC) afterwards. Tables show medians; the samples are listed at the end.
+- Each comparison runs imagedrop and its peers on the same file in the same run, %[5]d rounds (the list case, whose runs are short and vary more: %[6]d), alternating the order between rounds; each run gets a fresh containerd namespace whose images are deleted (synchronous GC) afterwards. Tables show medians; the samples are listed at the end.
 - Page cache cannot be dropped reliably on a shared machine, so every input is read once (`+"`cat > /dev/null`"+`-style) right before every run, by every tool: all runs start from a warm cache. Writes to the content store still go to disk.
 - Wall time is measured from process start to exit (for the daemon: from the first rename to the last file shown done in `+"`/status`"+`, polled every 50 ms); each command runs under `+"`/usr/bin/time -v`"+`, which gives imagedrop's peak RSS.
 - Like is compared with like: `+"`ctr images import`"+` unpacks by default, so it gets `+"`--no-unpack`"+` when imagedrop runs with `+"`--unpack=false`"+`; the unpack case runs both with unpack into overlayfs. imagedrop also pins and labels images; ctr does not.
 - `+"`imagedrop import f1 … fN`"+` and the daemon (`+"`imagedrop watch`"+`) both take 2 files at a time by default (`+"`--workers`"+`); the daemon, which is what nodes run, is the many-files case the target applies to.
 - ctr is built from the same containerd version it talks to.
 - Other work may share the machine while this runs (see the load average above); treat differences of a few percent as noise.
-`, formatBytes(r.cfg.size), r.cfg.layers, r.cfg.many, formatBytes(r.cfg.manySize), r.cfg.rounds)
+`, formatBytes(r.cfg.size), r.cfg.layers, r.cfg.many, formatBytes(r.cfg.manySize), r.cfg.rounds, r.cfg.listRounds)
 
 	for _, s := range r.sections {
 		fmt.Fprintf(&b, "\n## containerd %s\n\n", s.containerd)
@@ -135,15 +143,62 @@ func (r *report) markdown() string {
 				continue
 			}
 			busy := ""
-			if x.cores != [2]float64{} {
-				busy = fmt.Sprintf("%.2f / %.2f", x.cores[0], x.cores[1])
+			if len(x.runs[0]) > 0 {
+				busy = fmt.Sprintf("%.2f / %.2f", medianCores(x.runs[0]), medianCores(x.runs[1]))
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", x.num, cell(x.what), list(x.id), list(x.peerD), busy)
 		}
 		for _, f := range s.floors {
 			fmt.Fprintf(&b, "| floor | %s | %s | |\n", f.label, list(f.d))
 		}
+		b.WriteString(s.cpuTable())
+		b.WriteString(s.lockTable())
 	}
+	return b.String()
+}
+
+// cpuTable shows, for the rows that kept their runs, the CPU time each
+// side used and by whom, and the CPU floor: the ratio imagedrop would reach
+// if its runs' CPU time were spread over every core with no waiting.
+func (s *section) cpuTable() string {
+	var b strings.Builder
+	for _, x := range s.rows {
+		if len(x.runs[0]) == 0 || len(x.runs[1]) == 0 {
+			continue
+		}
+		if b.Len() == 0 {
+			fmt.Fprintf(&b, "\n### CPU time per run (medians)\n\nCPU time (user + system) spent on the whole machine during a run, and by containerd, the list case's registry and the timed command itself (with its children). CPU floor: imagedrop's machine CPU time ÷ %d cores ÷ the peer's wall time, the lowest ratio these CPUs allow for the work imagedrop's runs caused.\n\n", runtime.NumCPU())
+			b.WriteString("| # | runs of | wall | busy cores | machine CPU | containerd | registry | command | CPU floor |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		}
+		peerWall := median(walls(x.runs[1]))
+		for i, label := range []string{"imagedrop", x.peer} {
+			u := medianCPU(x.runs[i])
+			floor := ""
+			if i == 0 && peerWall > 0 {
+				floor = ratioString(u.machine.Seconds() / float64(runtime.NumCPU()) / peerWall.Seconds())
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %s | %s |\n", x.num, cell(label), seconds(median(walls(x.runs[i]))),
+				medianCores(x.runs[i]), seconds(u.machine), seconds(u.containerd), seconds(u.registry), seconds(u.command), floor)
+		}
+	}
+	return b.String()
+}
+
+// lockTable shows what containerd's goroutine dumps said of its metadata
+// write lock during the probed runs.
+func (s *section) lockTable() string {
+	if len(s.locks) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### containerd's metadata write lock (case 10)\n\nOne more run of each contender, not timed, while containerd's goroutines are dumped from its debug socket every %s: the share of dumps in which a write transaction of its metadata database (bbolt, one writer at a time) was open, and how many goroutines were queued for it on average.\n\n", lockInterval)
+	b.WriteString("| run | wall (probed) | dumps | lock held | goroutines queued |\n|---|---:|---:|---:|---:|\n")
+	for _, l := range s.locks {
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f%% | %.1f |\n", cell(l.label), seconds(l.wall), l.probe.samples, 100*l.probe.heldShare(), l.probe.meanQueued())
+	}
+	peer := s.locks[len(s.locks)-1]
+	fmt.Fprintf(&b, "\nThe peer, one pull at a time, kept the lock held in %.0f%% of its dumps: containerd's metadata writes for these pulls take about that share of its wall time, and they run one at a time however many pulls overlap. That is a floor of about %s for any client of this containerd, before CPU contention lengthens each transaction; imagedrop's runs keep the lock held nearly all the time.\n",
+		100*peer.probe.heldShare(), ratioString(peer.probe.heldShare()))
 	return b.String()
 }
 

@@ -27,6 +27,7 @@ const EnvContainerd = "IMAGEDROP_TEST_CONTAINERD"
 // in one temporary directory, no TCP listener.
 type Containerd struct {
 	Address string // unix socket path
+	Debug   string // unix socket of its debug server (/debug/pprof/…)
 	Dir     string
 	Version string // "1.6.20~ds1", "v2.4.2"
 
@@ -57,7 +58,7 @@ func StartContainerd(ctx context.Context, bin string) (*Containerd, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Containerd{Address: filepath.Join(dir, "containerd.sock"), Dir: dir, Version: version, exited: make(chan error, 1)}
+	c := &Containerd{Address: filepath.Join(dir, "containerd.sock"), Debug: filepath.Join(dir, "debug.sock"), Dir: dir, Version: version, exited: make(chan error, 1)}
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		return nil, err
 	}
@@ -113,6 +114,14 @@ func (c *Containerd) waitReady(ctx context.Context, timeout time.Duration) error
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("containerd not ready after %s: %v", timeout, last)
+}
+
+// Pid is containerd's process ID, 0 before it started.
+func (c *Containerd) Pid() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
 }
 
 // Stop ends containerd and removes its directory.
@@ -172,6 +181,8 @@ state = %[2]q
   address = %[3]q
 [ttrpc]
   address = %[4]q
+[debug]
+  address = %[7]q
 [plugins.'io.containerd.internal.v1.opt']
   path = %[5]q
 [plugins.'io.containerd.nri.v1.nri']
@@ -191,7 +202,7 @@ state = %[2]q
   bin_dirs = ['/usr/lib/cni']
   conf_dir = %[6]q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "containerd.sock"),
-			filepath.Join(dir, "ttrpc.sock"), filepath.Join(dir, "opt"), filepath.Join(dir, "cni"))
+			filepath.Join(dir, "ttrpc.sock"), filepath.Join(dir, "opt"), filepath.Join(dir, "cni"), filepath.Join(dir, "debug.sock"))
 	}
 	return fmt.Sprintf(`version = 2
 root = %[1]q
@@ -200,6 +211,8 @@ state = %[2]q
   address = %[3]q
 [ttrpc]
   address = %[4]q
+[debug]
+  address = %[7]q
 [plugins."io.containerd.internal.v1.opt"]
   path = %[5]q
 [plugins."io.containerd.grpc.v1.cri"]
@@ -213,7 +226,7 @@ state = %[2]q
     bin_dir = "/usr/lib/cni"
     conf_dir = %[6]q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "containerd.sock"),
-		filepath.Join(dir, "ttrpc.sock"), filepath.Join(dir, "opt"), filepath.Join(dir, "cni"))
+		filepath.Join(dir, "ttrpc.sock"), filepath.Join(dir, "opt"), filepath.Join(dir, "cni"), filepath.Join(dir, "debug.sock"))
 }
 
 // InCI reports whether tests run under CI, where a missing service fails.

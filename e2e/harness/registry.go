@@ -174,6 +174,16 @@ func (r *Registry) start() error {
 	}
 }
 
+// Pid is the running registry's process ID, 0 when it is stopped.
+func (r *Registry) Pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Stop stops the registry; its data stays for the next Start. Stopping a
 // stopped registry does nothing.
 func (r *Registry) Stop() {
