@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
+	"github.com/imagedrop/imagedrop/importer"
 )
 
 // contender is one side of a comparison: a tool run on an input.
@@ -372,19 +373,22 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 	// 10. Image lists.
 	listWhat := fmt.Sprintf("list of %d images (2 layers of %s each, half random) from a local registry", b.cfg.listImages, formatBytes(b.cfg.listLayerSize))
 	listRow := row{num: "10", what: listWhat, peer: "sequential crictl pull loop", target: "≤ 0.5×", ratioMax: 0.5}
-	moreRow := listRow
-	moreRow.what += fmt.Sprintf(", --pull-concurrency %d", listConcurrency)
 	if b.list != nil && b.want("list") {
-		res, labels, locks, err := b.listCase(ctx, e, b.list)
+		runs, err := b.listCase(ctx, e, b.list)
 		if err != nil {
 			return nil, err
 		}
-		listRow.id, listRow.peer, listRow.peerD, listRow.runs = walls(res[0]), labels[2], walls(res[2]), runsOf(res[0], res[2])
-		moreRow.id, moreRow.peer, moreRow.peerD, moreRow.runs = walls(res[1]), labels[2], walls(res[2]), runsOf(res[1], res[2])
-		sec.locks = locks
+		def := importer.DefaultConfig().PullConcurrency
+		peer := runs[len(runs)-1]
+		for _, r := range runs {
+			if r.concurrency == def {
+				listRow.what += fmt.Sprintf(", --pull-concurrency %d (default)", def)
+				listRow.id, listRow.peer, listRow.peerD, listRow.runs = walls(r.runs), peer.label, walls(peer.runs), runsOf(r.runs, peer.runs)
+			}
+		}
+		sec.list = runs
 	}
 	sec.add(listRow)
-	sec.add(moreRow)
 	return sec, nil
 }
 

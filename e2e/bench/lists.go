@@ -70,22 +70,33 @@ func (b *bench) prepareList() (*listInput, error) {
 	return in, nil
 }
 
-// listConcurrency is the --pull-concurrency of the list case's second
-// imagedrop run, next to the default: how much more overlap buys.
-const listConcurrency = 8
+// listSweep are the --pull-concurrency values the list case runs
+// imagedrop with; the default is among them.
+var listSweep = []int{1, 2, 3, 4, 8}
 
 // lockInterval is how often probeLock dumps containerd's goroutines.
 const lockInterval = 50 * time.Millisecond
 
-// listCase compares `imagedrop import LIST` (CRI pulls, --pull-concurrency
-// default, then listConcurrency) with a sequential `crictl pull` loop over
-// the same references. Every run starts with none of the images nor their
-// blobs in containerd. After the timed rounds, each contender runs once
-// more with containerd's metadata write lock probed.
-func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([][]sample, []string, []lockRow, error) {
+// listRun is one contender of the list case: its timed runs and its one
+// probed run.
+type listRun struct {
+	label       string
+	concurrency int // imagedrop's --pull-concurrency; 0 for the peer
+	runs        []sample
+	probedWall  time.Duration
+	probe       lockProbe
+}
+
+// listCase compares `imagedrop import LIST` (CRI pulls, at each
+// --pull-concurrency of listSweep) with a sequential `crictl pull` loop
+// over the same references, the peer, which comes last. Every run starts
+// with none of the images nor their blobs in containerd. After the timed
+// rounds, each contender runs once more with containerd's metadata write
+// lock probed.
+func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]listRun, error) {
 	conn, err := grpc.NewClient("unix://"+e.c.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	defer conn.Close()
 	cri := runtimeapi.NewImageServiceClient(conn)
@@ -103,42 +114,40 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([][
 		}
 		return nil
 	}
-	imagedrop := func(flags ...string) func(string) []string {
-		return func(string) []string {
-			args := []string{b.cfg.imagedrop, "import", "--containerd-address", e.c.Address, "--namespace", criNamespace, "--log-level", "warn"}
-			return append(append(args, flags...), in.file)
-		}
+	var cs []contender
+	out := make([]listRun, 0, len(listSweep)+1)
+	for _, n := range listSweep {
+		argv := []string{b.cfg.imagedrop, "import", "--containerd-address", e.c.Address, "--namespace", criNamespace,
+			"--log-level", "warn", fmt.Sprintf("--pull-concurrency=%d", n), in.file}
+		label := fmt.Sprintf("imagedrop import --pull-concurrency %d list.txt", n)
+		cs = append(cs, contender{label: label, setup: setup, verify: verify, run: b.command(func(string) []string { return argv })})
+		out = append(out, listRun{label: label, concurrency: n})
 	}
 	endpoint := "unix://" + e.c.Address
-	cs := []contender{
-		{label: "imagedrop import list.txt (CRI, 3 at a time)", setup: setup, verify: verify, run: b.command(imagedrop())},
-		{label: fmt.Sprintf("imagedrop import --pull-concurrency %d list.txt", listConcurrency), setup: setup, verify: verify,
-			run: b.command(imagedrop(fmt.Sprintf("--pull-concurrency=%d", listConcurrency)))},
-		{label: "sequential crictl pull loop", setup: setup, verify: verify, run: b.command(func(string) []string {
-			return shell(fmt.Sprintf(`for r in %s; do %s -r %s -i %s pull "$r" >/dev/null || exit 1; done`,
-				strings.Join(in.refs, " "), quote(b.cfg.crictl), quote(endpoint), quote(endpoint)))
-		})},
-	}
+	cs = append(cs, contender{label: "sequential crictl pull loop", setup: setup, verify: verify, run: b.command(func(string) []string {
+		return shell(fmt.Sprintf(`for r in %s; do %s -r %s -i %s pull "$r" >/dev/null || exit 1; done`,
+			strings.Join(in.refs, " "), quote(b.cfg.crictl), quote(endpoint), quote(endpoint)))
+	})})
+	out = append(out, listRun{label: cs[len(cs)-1].label})
+
 	res, err := b.compare(ctx, e, "list", cs)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	labels := make([]string, len(cs))
-	var locks []lockRow
 	for i, c := range cs {
-		labels[i] = c.label
+		out[i].runs = res[i]
 		if err := c.setup(ctx, ""); err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 		var s sample
 		p, err := probeLock(ctx, e.c.Debug, lockInterval, func() (err error) { s, err = c.run(ctx, ""); return err })
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("list: probed run of %s: %w", c.label, err)
+			return nil, fmt.Errorf("list: probed run of %s: %w", c.label, err)
 		}
 		b.logf("  list     probed   %-45s %8.3fs  lock held in %d of %d dumps, %.1f queued", c.label, s.wall.Seconds(), p.held, p.samples, p.meanQueued())
-		locks = append(locks, lockRow{label: c.label, wall: s.wall, probe: p})
+		out[i].probedWall, out[i].probe = s.wall, p
 	}
-	return res, labels, locks, e.clearCRIImages(ctx, cri, in.refs)
+	return out, e.clearCRIImages(ctx, cri, in.refs)
 }
 
 // clearCRIImages removes refs through the CRI, so that its image cache

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/imagedrop/imagedrop/importer"
 )
 
 // row is one line of the results table.
@@ -46,14 +48,7 @@ type section struct {
 	floors        []floorRow
 	rss           []rssRow
 	rssTarget     string
-	locks         []lockRow
-}
-
-// lockRow is one probed run of case 10.
-type lockRow struct {
-	label string
-	wall  time.Duration
-	probe lockProbe
+	list          []listRun // case 10 at each --pull-concurrency, the peer last
 }
 
 // add appends r unless its case was not run (see -cases).
@@ -152,7 +147,7 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| floor | %s | %s | |\n", f.label, list(f.d))
 		}
 		b.WriteString(s.cpuTable())
-		b.WriteString(s.lockTable())
+		b.WriteString(s.listTable())
 	}
 	return b.String()
 }
@@ -184,21 +179,33 @@ func (s *section) cpuTable() string {
 	return b.String()
 }
 
-// lockTable shows what containerd's goroutine dumps said of its metadata
-// write lock during the probed runs.
-func (s *section) lockTable() string {
-	if len(s.locks) == 0 {
+// listTable shows the list case at each --pull-concurrency, and what
+// containerd's goroutine dumps said of its metadata write lock meanwhile.
+func (s *section) listTable() string {
+	if len(s.list) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### containerd's metadata write lock (case 10)\n\nOne more run of each contender, not timed, while containerd's goroutines are dumped from its debug socket every %s: the share of dumps in which a write transaction of its metadata database (bbolt, one writer at a time) was open, and how many goroutines were queued for it on average.\n\n", lockInterval)
-	b.WriteString("| run | wall (probed) | dumps | lock held | goroutines queued |\n|---|---:|---:|---:|---:|\n")
-	for _, l := range s.locks {
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f%% | %.1f |\n", cell(l.label), seconds(l.wall), l.probe.samples, 100*l.probe.heldShare(), l.probe.meanQueued())
+	peer := s.list[len(s.list)-1]
+	peerWall := median(walls(peer.runs))
+	fmt.Fprintf(&b, "\n### Case 10 by --pull-concurrency, and containerd's metadata write lock\n\nEvery row was timed in the same rounds. Lock: one more run of each, not timed, while containerd's goroutines are dumped from its debug socket every %s; the share of dumps in which a write transaction of its metadata database (bbolt: one writer at a time, taken for every content commit, label, snapshot and image change) was open, and how many goroutines were queued for it on average. Dumps pause containerd, so probed runs are slower.\n\n", lockInterval)
+	b.WriteString("| run | median | ratio to the crictl loop | busy cores | containerd CPU | wall (probed) | lock held | goroutines queued |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range s.list {
+		m := median(walls(r.runs))
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %.0f%% | %.1f |\n", cell(r.label), seconds(m), ratioString(float64(m)/float64(peerWall)),
+			medianCores(r.runs), seconds(medianCPU(r.runs).containerd), seconds(r.probedWall), 100*r.probe.heldShare(), r.probe.meanQueued())
 	}
-	peer := s.locks[len(s.locks)-1]
-	fmt.Fprintf(&b, "\nThe peer, one pull at a time, kept the lock held in %.0f%% of its dumps: containerd's metadata writes for these pulls take about that share of its wall time, and they run one at a time however many pulls overlap. That is a floor of about %s for any client of this containerd, before CPU contention lengthens each transaction; imagedrop's runs keep the lock held nearly all the time.\n",
-		100*peer.probe.heldShare(), ratioString(peer.probe.heldShare()))
+	fmt.Fprintf(&b, "\nThe crictl loop, one pull at a time, kept the lock held in %.0f%% of its dumps: containerd's metadata writes for these pulls take about that share of its wall time, and they run one at a time however many pulls overlap.", 100*peer.probe.heldShare())
+	for _, r := range s.list {
+		if r.concurrency == importer.DefaultConfig().PullConcurrency {
+			u := medianCPU(r.runs)
+			p := medianCPU(peer.runs)
+			fmt.Fprintf(&b, " imagedrop's runs at the default used %s of CPU on the machine (containerd %s, registry %s, imagedrop %s; the loop's containerd and registry used %s and %s): spread over %d cores without a moment's pause, that alone takes %s of the loop's wall time.",
+				seconds(u.machine), seconds(u.containerd), seconds(u.registry), seconds(u.command), seconds(p.containerd), seconds(p.registry),
+				runtime.NumCPU(), ratioString(u.machine.Seconds()/float64(runtime.NumCPU())/peerWall.Seconds()))
+		}
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 
