@@ -15,7 +15,6 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
-	"github.com/imagedrop/imagedrop/importer"
 )
 
 // contender is one side of a comparison: a tool run on an input.
@@ -378,11 +377,10 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		if err != nil {
 			return nil, err
 		}
-		def := importer.DefaultConfig().PullConcurrency
 		peer := runs[len(runs)-1]
 		for _, r := range runs {
-			if r.concurrency == def {
-				listRow.what += fmt.Sprintf(", --pull-concurrency %d (default)", def)
+			if r.isDefault {
+				listRow.what += fmt.Sprintf(", --pull-concurrency %d (default)", r.concurrency)
 				listRow.id, listRow.peer, listRow.peerD, listRow.runs = walls(r.runs), peer.label, walls(peer.runs), runsOf(r.runs, peer.runs)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
+	"github.com/imagedrop/imagedrop/importer"
 )
 
 // criNamespace is where the CRI keeps images, whatever the client asks.
@@ -81,7 +82,8 @@ const lockInterval = 50 * time.Millisecond
 // probed run.
 type listRun struct {
 	label       string
-	concurrency int // imagedrop's --pull-concurrency; 0 for the peer
+	concurrency int  // imagedrop's --pull-concurrency; 0 for the peer
+	isDefault   bool // concurrency is imagedrop's default
 	runs        []sample
 	probedWall  time.Duration
 	probe       lockProbe
@@ -121,7 +123,7 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]l
 			"--log-level", "warn", fmt.Sprintf("--pull-concurrency=%d", n), in.file}
 		label := fmt.Sprintf("imagedrop import --pull-concurrency %d list.txt", n)
 		cs = append(cs, contender{label: label, setup: setup, verify: verify, run: b.command(func(string) []string { return argv })})
-		out = append(out, listRun{label: label, concurrency: n})
+		out = append(out, listRun{label: label, concurrency: n, isDefault: n == importer.DefaultConfig().PullConcurrency})
 	}
 	endpoint := "unix://" + e.c.Address
 	cs = append(cs, contender{label: "sequential crictl pull loop", setup: setup, verify: verify, run: b.command(func(string) []string {

@@ -8,8 +8,6 @@ import (
 	"runtime"
 	"strings"
 	"time"
-
-	"github.com/imagedrop/imagedrop/importer"
 )
 
 // row is one line of the results table.
@@ -170,13 +168,20 @@ func (s *section) cpuTable() string {
 			u := medianCPU(x.runs[i])
 			floor := ""
 			if i == 0 && peerWall > 0 {
-				floor = ratioString(u.machine.Seconds() / float64(runtime.NumCPU()) / peerWall.Seconds())
+				floor = ratioString(cpuFloor(x.runs[0], x.runs[1]))
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %s | %s |\n", x.num, cell(label), seconds(median(walls(x.runs[i]))),
 				medianCores(x.runs[i]), seconds(u.machine), seconds(u.containerd), seconds(u.registry), seconds(u.command), floor)
 		}
 	}
 	return b.String()
+}
+
+// cpuFloor is the ratio imagedrop's runs would reach if their median
+// machine CPU time were spread over every core with no waiting, against
+// the peer's median wall time.
+func cpuFloor(id, peer []sample) float64 {
+	return medianCPU(id).machine.Seconds() / float64(runtime.NumCPU()) / median(walls(peer)).Seconds()
 }
 
 // listTable shows the list case at each --pull-concurrency, and what
@@ -197,12 +202,12 @@ func (s *section) listTable() string {
 	}
 	fmt.Fprintf(&b, "\nThe crictl loop, one pull at a time, kept the lock held in %.0f%% of its dumps: containerd's metadata writes for these pulls take about that share of its wall time, and they run one at a time however many pulls overlap.", 100*peer.probe.heldShare())
 	for _, r := range s.list {
-		if r.concurrency == importer.DefaultConfig().PullConcurrency {
+		if r.isDefault {
 			u := medianCPU(r.runs)
 			p := medianCPU(peer.runs)
 			fmt.Fprintf(&b, " imagedrop's runs at the default used %s of CPU on the machine (containerd %s, registry %s, imagedrop %s; the loop's containerd and registry used %s and %s): spread over %d cores without a moment's pause, that alone takes %s of the loop's wall time.",
 				seconds(u.machine), seconds(u.containerd), seconds(u.registry), seconds(u.command), seconds(p.containerd), seconds(p.registry),
-				runtime.NumCPU(), ratioString(u.machine.Seconds()/float64(runtime.NumCPU())/peerWall.Seconds()))
+				runtime.NumCPU(), ratioString(cpuFloor(r.runs, peer.runs)))
 		}
 	}
 	b.WriteString("\n")
