@@ -56,13 +56,25 @@ func retagNames(name string, registries []string) ([]string, error) {
 	return out, nil
 }
 
+// origin says where the images handed to store come from.
+type origin int
+
+const (
+	// fromArchive: read from an archive, new to containerd until stored;
+	// store unpacks them.
+	fromArchive origin = iota
+	// fromPull: pulled by the CRI, which stored and unpacked them; store
+	// updates them.
+	fromPull
+)
+
 // store names found (and their retags) in the image store with imagedrop's
-// labels, adds distribution-source labels to their content and, with
-// unpack, unpacks them for the node's platform. It returns every name it
+// labels, adds distribution-source labels to their content and unpacks
+// archive images for the node's platform. It returns every name it
 // set, sorted, and how many images were unpacked. If it fails part way, the
 // images it created are removed again; images that existed before are left.
 // Labels a found image already has (a CRI pull's) are kept beside imagedrop's.
-func (im *Importer) store(ctx context.Context, found []images.Image, source string, unpack bool) (names []string, unpacked int, err error) {
+func (im *Importer) store(ctx context.Context, found []images.Image, source string, from origin) (names []string, unpacked int, err error) {
 	labels := map[string]string{LabelSource: source, labelCRIManaged: "managed"}
 	if im.cfg.Pin {
 		labels[LabelPinned] = LabelPinnedValue
@@ -102,12 +114,9 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 	isRetag := func(name string) bool {
 		return !slices.ContainsFunc(found, func(f images.Image) bool { return f.Name == name })
 	}
-	// Images read from containerd (a list's pulls) exist: update them first.
-	stored := func(name string) bool {
-		return slices.ContainsFunc(found, func(f images.Image) bool { return f.Name == name && !f.CreatedAt.IsZero() })
-	}
 	for _, img := range all {
-		isNew, err := im.upsert(ctx, img, stored(img.Name))
+		// A pulled image exists under its own name: update it first.
+		isNew, err := im.upsert(ctx, img, from == fromPull && !isRetag(img.Name))
 		if isRetag(img.Name) {
 			if err != nil {
 				im.obs.Retagged("failure")
@@ -124,7 +133,7 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 		names = append(names, img.Name)
 	}
 
-	if unpack && im.cfg.Unpack {
+	if from == fromArchive && im.cfg.Unpack {
 		if unpacked, err = im.unpack(ctx, found); err != nil {
 			return nil, 0, err
 		}

@@ -77,7 +77,7 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 		return res, errors.New("archive names no images (no RepoTags in manifest.json and no image name annotations in index.json)")
 	}
 
-	names, unpacked, err := im.store(ctx, found, filepath.Base(path), true)
+	names, unpacked, err := im.store(ctx, found, filepath.Base(path), fromArchive)
 	res.Images, res.Unpacked = names, unpacked
 	if err != nil {
 		return res, err

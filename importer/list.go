@@ -120,9 +120,22 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 			continue
 		}
 		wg.Go(func() {
-			release := sync.OnceFunc(func() { <-sem })
-			defer release()
-			refs[i], names[i] = im.pullReference(ctx, cri, auth, e, source, release)
+			log := im.log.With("list", source, "line", e.Line, "reference", e.Reference)
+			start := time.Now()
+			rr := im.pullReference(ctx, cri, auth, e, log)
+			<-sem // the CRI is done: the next pull starts while this one is labelled
+			if rr.Outcome != OutcomeFailed {
+				rr, names[i] = im.labelPulled(ctx, rr, e, source)
+			}
+			refs[i] = rr
+			if rr.Outcome == OutcomeFailed {
+				return // logged once, with the file's error
+			}
+			level := slog.LevelInfo
+			if rr.Outcome == OutcomePresent {
+				level = slog.LevelDebug
+			}
+			log.Log(ctx, level, "reference ready", "outcome", rr.Outcome, "image", rr.Image, "attempts", rr.Attempts, "duration", time.Since(start))
 		})
 	}
 	wg.Wait()
@@ -155,41 +168,39 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 	return res, err
 }
 
-// pullReference makes one reference present and pins, labels and retags
-// it. It calls pulled once the CRI is done with the reference, so the next
-// pull can start while this one is labelled. It returns the reference's
-// outcome and the image names it set.
-func (im *Importer) pullReference(ctx context.Context, cri criImages, auth pullAuth, e ListEntry, source string, pulled func()) (ReferenceResult, []string) {
-	rr := ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: OutcomeFailed}
-	log := im.log.With("list", source, "line", e.Line, "reference", e.Reference)
+// pullReference makes one reference present through the CRI and counts
+// the pull. Its result's outcome is OutcomeFailed, with the error, if that
+// failed.
+func (im *Importer) pullReference(ctx context.Context, cri criImages, auth pullAuth, e ListEntry, log *slog.Logger) ReferenceResult {
 	start := time.Now()
 	outcome, attempts, err := im.pull(ctx, cri, auth.forReference(e.Reference), e.Reference, log)
-	pulled()
-	rr.Attempts = attempts
+	rr := ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: outcome, Attempts: attempts}
 	if err != nil {
 		im.obs.ImagePulled("failure", time.Since(start))
-		rr.Error = err.Error() // logged once, with the file's error
-		return rr, nil
+		rr.Outcome, rr.Error = OutcomeFailed, err.Error()
+		return rr
 	}
 	im.obs.ImagePulled(outcome, time.Since(start))
+	return rr
+}
 
+// labelPulled pins, labels and retags the image a reference was pulled
+// (or found) as. It returns the reference's result, failed if that did not
+// work, and the image names it set.
+func (im *Importer) labelPulled(ctx context.Context, rr ReferenceResult, e ListEntry, source string) (ReferenceResult, []string) {
 	ctx = namespaces.WithNamespace(ctx, CRINamespace)
 	img, err := im.client.ImageService().Get(ctx, e.Image)
 	if err != nil {
-		rr.Error = fmt.Sprintf("%s is %s but containerd has no image %s: %v", e.Reference, outcome, e.Image, err)
+		rr.Error = fmt.Sprintf("%s is %s but containerd has no image %s: %v", e.Reference, rr.Outcome, e.Image, err)
+		rr.Outcome = OutcomeFailed
 		return rr, nil
 	}
-	names, _, err := im.store(ctx, []images.Image{img}, source, false)
+	names, _, err := im.store(ctx, []images.Image{img}, source, fromPull)
 	if err != nil {
-		rr.Error = fmt.Sprintf("%s: label and retag: %v", e.Reference, err)
+		rr.Outcome, rr.Error = OutcomeFailed, fmt.Sprintf("%s: label and retag: %v", e.Reference, err)
 		return rr, nil
 	}
-	rr.Outcome, rr.Image = outcome, e.Image
-	level := slog.LevelInfo
-	if outcome == OutcomePresent {
-		level = slog.LevelDebug
-	}
-	log.Log(ctx, level, "reference ready", "outcome", outcome, "image", e.Image, "attempts", attempts, "duration", time.Since(start))
+	rr.Image = e.Image
 	return rr, names
 }
 
