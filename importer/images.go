@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -179,7 +180,8 @@ func (im *Importer) rollback(ctx context.Context, names []string) {
 }
 
 // labelDistributionSource sets containerd.io/distribution.source.<registry>
-// on every blob of img for each name it is stored under, as a pull would.
+// on every blob of img for each name it is stored under, as a pull would:
+// <registry> is the registry's host without its port, like containerd's.
 func (im *Importer) labelDistributionSource(ctx context.Context, img images.Image, all []images.Image) error {
 	sources := map[string][]string{} // label key → repositories
 	for _, a := range all {
@@ -190,7 +192,8 @@ func (im *Importer) labelDistributionSource(ctx context.Context, img images.Imag
 		if err != nil {
 			continue
 		}
-		key := labelDistributionSource + reference.Domain(named)
+		host := (&url.URL{Host: reference.Domain(named)}).Hostname()
+		key := labelDistributionSource + host
 		sources[key] = append(sources[key], reference.Path(named))
 	}
 	cs := im.client.ContentStore()

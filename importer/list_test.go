@@ -17,9 +17,13 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/platforms"
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
 	"github.com/imagedrop/imagedrop/importer"
@@ -209,6 +213,57 @@ func TestImportListPulledThenPresent(t *testing.T) {
 		t.Errorf("observed pulls = %v, want 2 pulled and 2 present", got)
 	}
 	e.checkImage(aName, a, "again.txt")
+}
+
+// The distribution-source labels imagedrop sets on a pulled image's blobs
+// are the ones containerd's own pull sets (registry host without its port),
+// so labelling an image the CRI pulled changes none of its blobs.
+func TestImportListKeepsPullLabels(t *testing.T) {
+	t.Parallel()
+	e := newListEnv(t)
+	e.push("labels")
+	ref := e.ref(e.reg.Host, "labels")
+	cri := runtimeapi.NewImageServiceClient(e.client.Conn().(grpc.ClientConnInterface))
+	if _, err := cri.PullImage(e.ctx(), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
+		t.Fatalf("CRI pull: %v", err)
+	}
+	blobLabels := func() map[string]map[string]string {
+		img, err := e.client.ImageService().Get(e.ctx(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]map[string]string{}
+		cs := e.client.ContentStore()
+		err = images.Walk(e.ctx(), images.HandlerFunc(func(ctx context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+			info, err := cs.Info(ctx, d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			out[d.Digest.String()] = info.Labels
+			return images.Children(ctx, cs, d)
+		}), img.Target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	pulled := blobLabels()
+	if len(pulled) < 3 {
+		t.Fatalf("pulled image has %d blobs, want manifest, config and layer", len(pulled))
+	}
+	res, err := e.importer().ImportList(context.Background(), e.write("labels.txt", ref+"\n"))
+	if err != nil {
+		t.Fatalf("ImportList: %v", err)
+	}
+	if got := outcomes(res); got[1] != importer.OutcomePresent {
+		t.Fatalf("outcome = %v, want present", got)
+	}
+	after := blobLabels()
+	for d, want := range pulled {
+		if !maps.Equal(after[d], want) {
+			t.Errorf("blob %s: labels after imagedrop = %v, after the CRI pull = %v", d, after[d], want)
+		}
+	}
 }
 
 func TestImportListMissingImage(t *testing.T) {
