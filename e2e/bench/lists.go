@@ -75,8 +75,12 @@ func (b *bench) prepareList() (*listInput, error) {
 // imagedrop with; the default is among them.
 var listSweep = []int{1, 2, 3, 4, 8}
 
-// lockInterval is how often probeLock dumps containerd's goroutines.
-const lockInterval = 50 * time.Millisecond
+// lockInterval is how often probeLock dumps containerd's goroutines, and
+// probedRuns how many probed runs each contender of the list case gets.
+const (
+	lockInterval = 50 * time.Millisecond
+	probedRuns   = 3
+)
 
 // listRun is one contender of the list case: its timed runs and its one
 // probed run.
@@ -85,16 +89,22 @@ type listRun struct {
 	concurrency int  // imagedrop's --pull-concurrency; 0 for the peer
 	isDefault   bool // concurrency is imagedrop's default
 	runs        []sample
-	probedWall  time.Duration
-	probe       lockProbe
+	probedWall  time.Duration // mean over the probed runs
+	probe       lockProbe     // all probed runs' dumps
+}
+
+// lockTime is how long, per probed run, the dumps say containerd's
+// metadata write lock was held.
+func (r listRun) lockTime() time.Duration {
+	return time.Duration(r.probe.heldShare() * float64(r.probedWall))
 }
 
 // listCase compares `imagedrop import LIST` (CRI pulls, at each
 // --pull-concurrency of listSweep) with a sequential `crictl pull` loop
 // over the same references, the peer, which comes last. Every run starts
 // with none of the images nor their blobs in containerd. After the timed
-// rounds, each contender runs once more with containerd's metadata write
-// lock probed.
+// rounds, each contender runs probedRuns more times with containerd's
+// metadata write lock probed.
 func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]listRun, error) {
 	conn, err := grpc.NewClient("unix://"+e.c.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -138,16 +148,21 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]l
 	}
 	for i, c := range cs {
 		out[i].runs = res[i]
-		if err := c.setup(ctx, ""); err != nil {
-			return nil, err
+		var wall time.Duration
+		for range probedRuns {
+			if err := c.setup(ctx, ""); err != nil {
+				return nil, err
+			}
+			var s sample
+			p, err := probeLock(ctx, e.c.Debug, lockInterval, func() (err error) { s, err = c.run(ctx, ""); return err })
+			if err != nil {
+				return nil, fmt.Errorf("list: probed run of %s: %w", c.label, err)
+			}
+			b.logf("  list     probed   %-45s %8.3fs  lock held in %d of %d dumps, %.1f queued", c.label, s.wall.Seconds(), p.held, p.samples, p.meanQueued())
+			wall += s.wall
+			out[i].probe = out[i].probe.add(p)
 		}
-		var s sample
-		p, err := probeLock(ctx, e.c.Debug, lockInterval, func() (err error) { s, err = c.run(ctx, ""); return err })
-		if err != nil {
-			return nil, fmt.Errorf("list: probed run of %s: %w", c.label, err)
-		}
-		b.logf("  list     probed   %-45s %8.3fs  lock held in %d of %d dumps, %.1f queued", c.label, s.wall.Seconds(), p.held, p.samples, p.meanQueued())
-		out[i].probedWall, out[i].probe = s.wall, p
+		out[i].probedWall = wall / probedRuns
 	}
 	return out, e.clearCRIImages(ctx, cri, in.refs)
 }

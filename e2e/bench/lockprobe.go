@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,8 +19,20 @@ import (
 // label, snapshot and image change).
 type lockProbe struct {
 	samples int
-	held    int // samples in which a write transaction was open
-	queued  int // goroutines waiting for the lock, summed over samples
+	held    int            // samples in which a write transaction was open
+	queued  int            // goroutines waiting for the lock, summed over samples
+	holders map[string]int // samples in which each operation held it
+}
+
+// add sums the dumps of two probes.
+func (p lockProbe) add(q lockProbe) lockProbe {
+	sum := lockProbe{samples: p.samples + q.samples, held: p.held + q.held, queued: p.queued + q.queued, holders: map[string]int{}}
+	for _, h := range []map[string]int{p.holders, q.holders} {
+		for k, n := range h {
+			sum.holders[k] += n
+		}
+	}
+	return sum
 }
 
 func (p lockProbe) heldShare() float64 {
@@ -25,6 +40,16 @@ func (p lockProbe) heldShare() float64 {
 		return 0
 	}
 	return float64(p.held) / float64(p.samples)
+}
+
+// heldMargin is the half-width of an approximate 95% interval of
+// heldShare, from the number of dumps (binomial sampling error).
+func (p lockProbe) heldMargin() float64 {
+	if p.samples == 0 {
+		return 0
+	}
+	h := p.heldShare()
+	return 1.96 * math.Sqrt(h*(1-h)/float64(p.samples))
 }
 
 func (p lockProbe) meanQueued() float64 {
@@ -36,11 +61,13 @@ func (p lockProbe) meanQueued() float64 {
 
 // metadataUpdate is in the stack of every goroutine in, or waiting for, a
 // write transaction of containerd's metadata database (1.6 and 2.x).
-const metadataUpdate = "metadata.(*DB).Update("
+const metadataUpdate = "metadata.(*DB).Update"
 
-// probeLock runs f while taking containerd's goroutine dumps from its debug
-// socket every interval. Each dump stops containerd briefly, so a probed
-// run is slower than a timed one: it is never one of the timed samples.
+// probeLock runs f while taking containerd's goroutine profile from its
+// debug socket every interval. Each one stops containerd briefly, so a
+// probed run is slower than a timed one: it is never one of the timed
+// samples. The profile is taken in pprof's grouped text form (debug=1),
+// which stops containerd only to collect the stacks, not to print them.
 func probeLock(ctx context.Context, debugSock string, interval time.Duration, f func() error) (lockProbe, error) {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -77,12 +104,8 @@ func probeLock(ctx context.Context, debugSock string, interval time.Duration, f 
 				done <- result{p, err}
 				return
 			}
-			waiting, inTx := scanLock(dump)
-			p.samples++
-			p.queued += waiting
-			if inTx {
-				p.held++
-			}
+			waiting, holders := scanLock(dump)
+			p = p.add(lockProbe{samples: 1, queued: waiting, held: min(len(holders), 1), holders: present(holders)})
 		}
 	}()
 	runErr := f()
@@ -95,7 +118,7 @@ func probeLock(ctx context.Context, debugSock string, interval time.Duration, f 
 }
 
 func goroutineDump(ctx context.Context, hc *http.Client) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://containerd/debug/pprof/goroutine?debug=2", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://containerd/debug/pprof/goroutine?debug=1", nil)
 	if err != nil {
 		return "", err
 	}
@@ -111,19 +134,70 @@ func goroutineDump(ctx context.Context, hc *http.Client) (string, error) {
 	return string(b), err
 }
 
-// scanLock counts the goroutines of a dump waiting for the metadata write
-// lock, and reports whether one holds it.
-func scanLock(dump string) (waiting int, held bool) {
-	for g := range strings.SplitSeq(dump, "\n\n") {
+// scanLock reads a goroutine profile (debug=1: stacks grouped, each group
+// headed "COUNT @ PCs" and one "#\tPC\tFUNC+OFF\tFILE:LINE" line a frame,
+// innermost first). It counts the goroutines waiting for the metadata
+// write lock and names the operations of those holding it (normally one).
+func scanLock(profile string) (waiting int, holders []string) {
+	for g := range strings.SplitSeq(profile, "\n\n") {
 		if !strings.Contains(g, metadataUpdate) {
 			continue
 		}
-		// bbolt's Begin(true) blocks on a sync.Mutex until the writer ends.
-		if strings.Contains(g, "bbolt.(*DB).beginRWTx(") && strings.Contains(g, "runtime_SemacquireMutex(") {
-			waiting++
-		} else {
-			held = true
+		n, frames := parseGroup(g)
+		i := slices.IndexFunc(frames, func(f string) bool { return strings.HasSuffix(f, metadataUpdate) })
+		if n == 0 || i < 0 {
+			continue
+		}
+		// bbolt's Begin(true) blocks on a sync.Mutex until the writer ends;
+		// during garbage collection, writers block on containerd's RWMutex.
+		if slices.ContainsFunc(frames[:i], func(f string) bool { return strings.HasSuffix(f, "bbolt.(*DB).beginRWTx") }) ||
+			(i > 0 && frames[i-1] == "sync.(*RWMutex).RLock") {
+			waiting += n
+			continue
+		}
+		holders = append(holders, holder(frames[i+1:]))
+	}
+	return waiting, holders
+}
+
+// holder names the operation of a stack, given the frames that called
+// metadata.(*DB).Update: the first metadata store method among them. (Who
+// asked for it is not told: a pull's fetch and unpack run in goroutines of
+// their own, and containerd 1.6's Go keeps only a stack's inner 32 frames.)
+func holder(callers []string) string {
+	for _, f := range callers {
+		pkg, fn, _ := strings.Cut(f[strings.LastIndex(f, "/")+1:], ".")
+		if pkg == "metadata" && fn != "update" {
+			return strings.NewReplacer("(*", "", ")", "").Replace(fn)
 		}
 	}
-	return waiting, held
+	return "?"
+}
+
+// parseGroup returns the goroutine count of a profile's group and its
+// frames' function names, innermost first.
+func parseGroup(group string) (n int, frames []string) {
+	for line := range strings.SplitSeq(group, "\n") {
+		if count, _, ok := strings.Cut(line, " @ "); ok {
+			if c, err := strconv.Atoi(count); err == nil {
+				n = c
+			}
+			continue
+		}
+		fields := strings.Split(line, "\t")
+		if len(fields) >= 3 && fields[0] == "#" {
+			fn, _, _ := strings.Cut(fields[2], "+")
+			frames = append(frames, fn)
+		}
+	}
+	return n, frames
+}
+
+// present maps each of names to 1: one dump in which it was seen.
+func present(names []string) map[string]int {
+	m := map[string]int{}
+	for _, n := range names {
+		m[n] = 1
+	}
+	return m
 }

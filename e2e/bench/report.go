@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -193,24 +196,64 @@ func (s *section) listTable() string {
 	var b strings.Builder
 	peer := s.list[len(s.list)-1]
 	peerWall := median(walls(peer.runs))
-	fmt.Fprintf(&b, "\n### Case 10 by --pull-concurrency, and containerd's metadata write lock\n\nEvery row was timed in the same rounds. Lock: one more run of each, not timed, while containerd's goroutines are dumped from its debug socket every %s; the share of dumps in which a write transaction of its metadata database (bbolt: one writer at a time, taken for every content commit, label, snapshot and image change) was open, and how many goroutines were queued for it on average. Dumps pause containerd, so probed runs are slower.\n\n", lockInterval)
-	b.WriteString("| run | median | ratio to the crictl loop | busy cores | containerd CPU | wall (probed) | lock held | goroutines queued |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "\n### Case 10 by --pull-concurrency, and containerd's metadata write lock\n\nEvery row was timed in the same rounds. Lock: %d more runs of each, not timed, while containerd's goroutines are dumped from its debug socket every %s; the share of dumps in which a write transaction of its metadata database (bbolt: one writer at a time, taken for every content commit, label, snapshot and image change) was open (± an approximate 95%% interval from the number of dumps), that share of the probed runs' mean wall time, and how many goroutines were queued for the lock on average. Dumps pause containerd, which slows runs with pulls in parallel.\n\n", probedRuns, lockInterval)
+	b.WriteString("| run | median | ratio to the crictl loop | busy cores | containerd CPU | wall (probed) | lock held | lock held per run | goroutines queued |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range s.list {
 		m := median(walls(r.runs))
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %.0f%% | %.1f |\n", cell(r.label), seconds(m), ratioString(float64(m)/float64(peerWall)),
-			medianCores(r.runs), seconds(medianCPU(r.runs).containerd), seconds(r.probedWall), 100*r.probe.heldShare(), r.probe.meanQueued())
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %.0f%% ± %.0f | %s | %.1f |\n", cell(r.label), seconds(m), ratioString(float64(m)/float64(peerWall)),
+			medianCores(r.runs), seconds(medianCPU(r.runs).containerd), seconds(r.probedWall), 100*r.probe.heldShare(), 100*r.probe.heldMargin(),
+			seconds(r.lockTime()), r.probe.meanQueued())
 	}
-	fmt.Fprintf(&b, "\nThe crictl loop, one pull at a time, kept the lock held in %.0f%% of its dumps: containerd's metadata writes for these pulls take about that share of its wall time, and they run one at a time however many pulls overlap.", 100*peer.probe.heldShare())
+	// The floor counts the loop's lock time at its timed speed if probing
+	// slowed it: dumps can only lengthen the lock's holds.
+	lockFloor := func(share float64) string {
+		return ratioString(share * float64(min(peer.probedWall, peerWall)) / float64(peerWall))
+	}
+	h, m := peer.probe.heldShare(), peer.probe.heldMargin()
+	fmt.Fprintf(&b, "\nThe crictl loop, one pull at a time (its probed runs took %s against %s timed), kept the lock held for %s per run: the metadata writes of its pulls, which run one at a time however many pulls overlap. imagedrop's runs make the same pulls through the same CRI, so they cannot take less than about %s of the loop's wall time (the metadata-writer floor; %s–%s from the interval).",
+		seconds(peer.probedWall), seconds(peerWall), seconds(peer.lockTime()), lockFloor(h), lockFloor(h-m), lockFloor(h+m))
 	for _, r := range s.list {
 		if r.isDefault {
 			u := medianCPU(r.runs)
 			p := medianCPU(peer.runs)
-			fmt.Fprintf(&b, " imagedrop's runs at the default used %s of CPU on the machine (containerd %s, registry %s, imagedrop %s; the loop's containerd and registry used %s and %s): spread over %d cores without a moment's pause, that alone takes %s of the loop's wall time.",
+			fmt.Fprintf(&b, " imagedrop's runs at the default used %s of CPU on the machine (containerd %s, registry %s, imagedrop %s; the loop's containerd and registry used %s and %s): spread over %d cores without a moment's pause, that alone takes %s of the loop's wall time (the CPU floor).",
 				seconds(u.machine), seconds(u.containerd), seconds(u.registry), seconds(u.command), seconds(p.containerd), seconds(p.registry),
 				runtime.NumCPU(), ratioString(cpuFloor(r.runs, peer.runs)))
 		}
 	}
+	b.WriteString(" A run reaches neither floor unless the lock, or every core, is busy from its first moment to its last.\n")
+	for _, r := range s.list {
+		if r.isDefault {
+			b.WriteString(holderTable(r, peer))
+		}
+	}
 	b.WriteString("\n")
+	return b.String()
+}
+
+// holderTable shows which operations held containerd's metadata write
+// lock during the probed runs of imagedrop's default and of the peer, as
+// shares of their dumps: a profile of the lock.
+func holderTable(id, peer listRun) string {
+	var b strings.Builder
+	b.WriteString("\nWho held the lock, in the probed runs: the share of dumps in which each method of containerd's metadata store had the write transaction open. imagedrop itself writes only imageStore.Update (its pin and labels, once an image); the rest are the pulls' own: fetching (contentStore.Writer opens a blob's ingest, namespacedWriter.Commit commits it, contentStore.Update labels it), unpacking (snapshotter), the image records, the pull's lease.\n\n")
+	fmt.Fprintf(&b, "| metadata store method | %s | %s |\n|---|---:|---:|\n", cell(id.label), cell(peer.label))
+	keys := slices.Collect(maps.Keys(id.probe.holders))
+	for k := range peer.probe.holders {
+		if _, ok := id.probe.holders[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		return cmp.Or(id.probe.holders[b]+peer.probe.holders[b]-id.probe.holders[a]-peer.probe.holders[a], strings.Compare(a, b))
+	})
+	share := func(r listRun, k string) string {
+		return fmt.Sprintf("%.0f%%", 100*float64(r.probe.holders[k])/float64(max(r.probe.samples, 1)))
+	}
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", k, share(id, k), share(peer, k))
+	}
+	fmt.Fprintf(&b, "| any | %.0f%% | %.0f%% |\n", 100*id.probe.heldShare(), 100*peer.probe.heldShare())
 	return b.String()
 }
 
