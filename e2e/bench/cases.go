@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -70,6 +71,9 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 			if err := preread(c.files...); err != nil {
 				return nil, err
 			}
+			// Start with nothing left to write back from earlier runs and
+			// their deletions, which would otherwise land in this one.
+			syscall.Sync()
 			s, err := withCPU(e.c.Pid(), b.registryPid(), func() (sample, error) { return c.run(ctx, ns) })
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", key, c.label, err)
