@@ -74,7 +74,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.layers, "layers", 8, "layers of the many-layer archive")
 	fs.IntVar(&c.many, "many", 200, "number of small archives")
 	fs.StringVar(&manySize, "many-size", manySize, "size of each small archive")
-	fs.IntVar(&c.rounds, "rounds", 3, "rounds of each comparison")
+	fs.IntVar(&c.rounds, "rounds", 5, "rounds of each comparison")
 	fs.IntVar(&c.listRounds, "list-rounds", 7, "rounds of the list case (short runs that vary more)")
 	fs.IntVar(&c.latencyRounds, "latency-drops", 10, "archives dropped one by one for the rename → visible latency")
 	fs.IntVar(&c.restartFiles, "restart-files", 100, "archives recorded in the state file for the restart case")
