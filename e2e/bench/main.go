@@ -82,7 +82,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.crictl, "crictl", "/var/cache/imagedrop/bin/crictl", "crictl binary, the peer of the list case (make bench builds it)")
 	fs.IntVar(&c.listImages, "list-images", 20, "images in the list of the list case")
 	fs.StringVar(&listLayerSize, "list-layer-size", listLayerSize, "size of each of the 2 layers of a list image, uncompressed")
-	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,zst,gz,again,again-named,unpack,latency,many,big,restart,list); default all")
+	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,compressed,again,again-named,unpack,latency,many,big,restart,list); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -167,7 +167,7 @@ func (s *section) cpuTable() string {
 			b.WriteString("| # | runs of | wall | busy cores | machine CPU | containerd | registry | command | CPU floor |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		}
 		peerWall := median(walls(x.runs[1]))
-		for i, label := range []string{"imagedrop", x.peer} {
+		for i, label := range []string{"imagedrop, " + x.what, x.peer} {
 			u := medianCPU(x.runs[i])
 			floor := ""
 			if i == 0 && peerWall > 0 {
