@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// lockProbe is what goroutine dumps of containerd, taken during one run,
+// lockProbe is what goroutine dumps of containerd, taken during runs,
 // show of its metadata database's write lock (bbolt allows one write
 // transaction at a time; containerd takes it for every content commit,
 // label, snapshot and image change).
@@ -60,8 +60,13 @@ func (p lockProbe) meanQueued() float64 {
 }
 
 // metadataUpdate is in the stack of every goroutine in, or waiting for, a
-// write transaction of containerd's metadata database (1.6 and 2.x).
-const metadataUpdate = "metadata.(*DB).Update"
+// write transaction of containerd's metadata database (1.6 and 2.x), and
+// metadataGC in that of its garbage collector, which holds the database
+// for itself from marking to sweeping.
+const (
+	metadataUpdate = "metadata.(*DB).Update"
+	metadataGC     = "metadata.(*DB).GarbageCollect"
+)
 
 // probeLock runs f while taking containerd's goroutine profile from its
 // debug socket every interval. Each one stops containerd briefly, so a
@@ -140,24 +145,37 @@ func goroutineDump(ctx context.Context, hc *http.Client) (string, error) {
 // write lock and names the operations of those holding it (normally one).
 func scanLock(profile string) (waiting int, holders []string) {
 	for g := range strings.SplitSeq(profile, "\n\n") {
-		if !strings.Contains(g, metadataUpdate) {
+		if !strings.Contains(g, metadataUpdate) && !strings.Contains(g, metadataGC) {
 			continue
 		}
 		n, frames := parseGroup(g)
-		i := slices.IndexFunc(frames, func(f string) bool { return strings.HasSuffix(f, metadataUpdate) })
-		if n == 0 || i < 0 {
+		if n == 0 {
 			continue
 		}
-		// bbolt's Begin(true) blocks on a sync.Mutex until the writer ends;
-		// during garbage collection, writers block on containerd's RWMutex.
-		if slices.ContainsFunc(frames[:i], func(f string) bool { return strings.HasSuffix(f, "bbolt.(*DB).beginRWTx") }) ||
-			(i > 0 && frames[i-1] == "sync.(*RWMutex).RLock") {
-			waiting += n
-			continue
+		// Writers wait in bbolt's Begin(true), on a sync.Mutex, for the
+		// writer before them, or on containerd's RWMutex while garbage is
+		// collected; the collector waits on that RWMutex for the writers.
+		if i := frameIndex(frames, metadataUpdate); i >= 0 {
+			if frameIndex(frames[:i], "bbolt.(*DB).beginRWTx") >= 0 || (i > 0 && frames[i-1] == "sync.(*RWMutex).RLock") {
+				waiting += n
+			} else {
+				holders = append(holders, holder(frames[i+1:]))
+			}
+		} else if i := frameIndex(frames, metadataGC); i >= 0 {
+			if i > 0 && frames[i-1] == "sync.(*RWMutex).Lock" {
+				waiting += n
+			} else {
+				holders = append(holders, "GarbageCollect")
+			}
 		}
-		holders = append(holders, holder(frames[i+1:]))
 	}
 	return waiting, holders
+}
+
+// frameIndex is the index of the first frame whose function name ends in
+// fn, or -1.
+func frameIndex(frames []string, fn string) int {
+	return slices.IndexFunc(frames, func(f string) bool { return strings.HasSuffix(f, fn) })
 }
 
 // holder names the operation of a stack, given the frames that called

@@ -67,6 +67,33 @@ const profileWithWriters = `goroutine profile: total 9
 #	0xd1d800	github.com/containerd/containerd/v2/core/metadata.(*DB).View+0x95	/containerd/core/metadata/db.go:260
 `
 
+// The garbage collector marking (holding containerd's RWMutex), and an
+// image update waiting for it; then the collector waiting for a writer.
+const (
+	gcHolds = `1 @ 0x1
+#	0xcedb00	go.etcd.io/bbolt.(*DB).View+0x32	/bbolt/db.go:920
+#	0xd1d810	github.com/containerd/containerd/v2/core/metadata.(*DB).getMarked+0x95	/containerd/core/metadata/db.go:400
+#	0xd1d820	github.com/containerd/containerd/v2/core/metadata.(*DB).GarbageCollect+0x95	/containerd/core/metadata/db.go:330
+
+1 @ 0x2
+#	0x48fa85	sync.runtime_SemacquireRWMutexR+0x24	/go/src/runtime/sema.go:82
+#	0x49f3bd	sync.(*RWMutex).RLock+0x5c	/go/src/sync/rwmutex.go:71
+#	0xd1d895	github.com/containerd/containerd/v2/core/metadata.(*DB).Update+0x95	/containerd/core/metadata/db.go:275
+#	0xd14585	github.com/containerd/containerd/v2/core/metadata.(*imageStore).Update+0x64	/containerd/core/metadata/images.go:150
+`
+	gcWaits = `1 @ 0x1
+#	0x48fa86	sync.runtime_SemacquireRWMutex+0x24	/go/src/runtime/sema.go:87
+#	0x49f3be	sync.(*RWMutex).Lock+0x5c	/go/src/sync/rwmutex.go:150
+#	0xd1d820	github.com/containerd/containerd/v2/core/metadata.(*DB).GarbageCollect+0x95	/containerd/core/metadata/db.go:330
+
+1 @ 0x2
+#	0x4b4618	syscall.Syscall+0x38	/go/src/syscall/syscall_linux.go:96
+#	0xcedb32	go.etcd.io/bbolt.(*DB).Update+0x32	/bbolt/db.go:906
+#	0xd1d895	github.com/containerd/containerd/v2/core/metadata.(*DB).Update+0x95	/containerd/core/metadata/db.go:275
+#	0xd14585	github.com/containerd/containerd/v2/core/metadata.(*imageStore).Update+0x64	/containerd/core/metadata/images.go:150
+`
+)
+
 func TestScanLock(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -75,6 +102,8 @@ func TestScanLock(t *testing.T) {
 		holders []string
 	}{
 		{"holders and waiters (2.x and 1.6 stacks)", profileWithWriters, 4, []string{"namespacedWriter.Commit", "imageStore.Update"}},
+		{"garbage collector holds, a writer waits", gcHolds, 1, []string{"GarbageCollect"}},
+		{"garbage collector waits for a writer", gcWaits, 1, []string{"imageStore.Update"}},
 		{"no metadata writes", "goroutine profile: total 1\n1 @ 0x1\n#\t0x1\tmain.main+0x1\t/main.go:1\n", 0, nil},
 	} {
 		waiting, holders := scanLock(tt.profile)

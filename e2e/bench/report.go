@@ -236,7 +236,7 @@ func (s *section) listTable() string {
 // shares of their dumps: a profile of the lock.
 func holderTable(id, peer listRun) string {
 	var b strings.Builder
-	b.WriteString("\nWho held the lock, in the probed runs: the share of dumps in which each method of containerd's metadata store had the write transaction open. imagedrop itself writes only imageStore.Update (its pin and labels, once an image); the rest are the pulls' own: fetching (contentStore.Writer opens a blob's ingest, namespacedWriter.Commit commits it, contentStore.Update labels it), unpacking (snapshotter), the image records, the pull's lease.\n\n")
+	b.WriteString("\nWho held the lock, in the probed runs: the share of dumps in which each method of containerd's metadata store had the write transaction open (or its garbage collector the whole database). imagedrop itself writes only imageStore.Update (its pin and labels, once an image); the rest are the pulls' own: fetching (contentStore.Writer opens a blob's ingest, namespacedWriter.Commit commits it, contentStore.Update labels it), unpacking (snapshotter), the image records, the pull's lease; GarbageCollect is containerd's collector, which holds the whole database.\n\n")
 	fmt.Fprintf(&b, "| metadata store method | %s | %s |\n|---|---:|---:|\n", cell(id.label), cell(peer.label))
 	keys := slices.Collect(maps.Keys(id.probe.holders))
 	for k := range peer.probe.holders {
