@@ -82,8 +82,8 @@ const (
 	probedRuns   = 3
 )
 
-// listRun is one contender of the list case: its timed runs and its one
-// probed run.
+// listRun is one contender of the list case: its timed runs and its
+// probed runs.
 type listRun struct {
 	label       string
 	concurrency int  // imagedrop's --pull-concurrency; 0 for the peer
