@@ -386,11 +386,9 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 			return nil, err
 		}
 		peer := runs[len(runs)-1]
-		for _, r := range runs {
-			if r.isDefault {
-				listRow.what += fmt.Sprintf(", --pull-concurrency %d (default)", r.concurrency)
-				listRow.id, listRow.peer, listRow.peerD, listRow.runs = walls(r.runs), peer.label, walls(peer.runs), runsOf(r.runs, peer.runs)
-			}
+		if r, ok := defaultRun(runs); ok {
+			listRow.what += fmt.Sprintf(", --pull-concurrency %d (default)", r.concurrency)
+			listRow.id, listRow.peer, listRow.peerD, listRow.runs = walls(r.runs), peer.label, walls(peer.runs), runsOf(r.runs, peer.runs)
 		}
 		sec.list = runs
 	}

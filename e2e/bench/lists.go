@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,6 +92,16 @@ type listRun struct {
 	runs        []sample
 	probedWall  time.Duration // mean over the probed runs
 	probe       lockProbe     // all probed runs' dumps
+}
+
+// defaultRun is the run of imagedrop's default --pull-concurrency, if the
+// sweep had it.
+func defaultRun(runs []listRun) (listRun, bool) {
+	i := slices.IndexFunc(runs, func(r listRun) bool { return r.isDefault })
+	if i < 0 {
+		return listRun{}, false
+	}
+	return runs[i], true
 }
 
 // lockTime is how long, per probed run, the dumps say containerd's

@@ -212,20 +212,17 @@ func (s *section) listTable() string {
 	h, m := peer.probe.heldShare(), peer.probe.heldMargin()
 	fmt.Fprintf(&b, "\nThe crictl loop, one pull at a time (its probed runs took %s against %s timed), kept the lock held for %s per run: the metadata writes of its pulls, which run one at a time however many pulls overlap. imagedrop's runs make the same pulls through the same CRI, so they cannot take less than about %s of the loop's wall time (the metadata-writer floor; %s–%s from the interval).",
 		seconds(peer.probedWall), seconds(peerWall), seconds(peer.lockTime()), lockFloor(h), lockFloor(h-m), lockFloor(h+m))
-	for _, r := range s.list {
-		if r.isDefault {
-			u := medianCPU(r.runs)
-			p := medianCPU(peer.runs)
-			fmt.Fprintf(&b, " imagedrop's runs at the default used %s of CPU on the machine (containerd %s, registry %s, imagedrop %s; the loop's containerd and registry used %s and %s): spread over %d cores without a moment's pause, that alone takes %s of the loop's wall time (the CPU floor).",
-				seconds(u.machine), seconds(u.containerd), seconds(u.registry), seconds(u.command), seconds(p.containerd), seconds(p.registry),
-				runtime.NumCPU(), ratioString(cpuFloor(r.runs, peer.runs)))
-		}
+	def, hasDefault := defaultRun(s.list)
+	if hasDefault {
+		u := medianCPU(def.runs)
+		p := medianCPU(peer.runs)
+		fmt.Fprintf(&b, " imagedrop's runs at the default used %s of CPU on the machine (containerd %s, registry %s, imagedrop %s; the loop's containerd and registry used %s and %s): spread over %d cores without a moment's pause, that alone takes %s of the loop's wall time (the CPU floor).",
+			seconds(u.machine), seconds(u.containerd), seconds(u.registry), seconds(u.command), seconds(p.containerd), seconds(p.registry),
+			runtime.NumCPU(), ratioString(cpuFloor(def.runs, peer.runs)))
 	}
 	b.WriteString(" A run reaches neither floor unless the lock, or every core, is busy from its first moment to its last.\n")
-	for _, r := range s.list {
-		if r.isDefault {
-			b.WriteString(holderTable(r, peer))
-		}
+	if hasDefault {
+		b.WriteString(holderTable(def, peer))
 	}
 	b.WriteString("\n")
 	return b.String()
@@ -238,15 +235,12 @@ func holderTable(id, peer listRun) string {
 	var b strings.Builder
 	b.WriteString("\nWho held the lock, in the probed runs: the share of dumps in which each method of containerd's metadata store had the write transaction open (or its garbage collector the whole database). imagedrop itself writes only imageStore.Update (its pin and labels, once an image); the rest are the pulls' own: fetching (contentStore.Writer opens a blob's ingest, namespacedWriter.Commit commits it, contentStore.Update labels it), unpacking (snapshotter), the image records, the pull's lease; GarbageCollect is containerd's collector, which holds the whole database.\n\n")
 	fmt.Fprintf(&b, "| metadata store method | %s | %s |\n|---|---:|---:|\n", cell(id.label), cell(peer.label))
-	keys := slices.Collect(maps.Keys(id.probe.holders))
-	for k := range peer.probe.holders {
-		if _, ok := id.probe.holders[k]; !ok {
-			keys = append(keys, k)
-		}
+	both := map[string]int{}
+	maps.Copy(both, id.probe.holders)
+	for k, n := range peer.probe.holders {
+		both[k] += n
 	}
-	slices.SortFunc(keys, func(a, b string) int {
-		return cmp.Or(id.probe.holders[b]+peer.probe.holders[b]-id.probe.holders[a]-peer.probe.holders[a], strings.Compare(a, b))
-	})
+	keys := slices.SortedFunc(maps.Keys(both), func(a, b string) int { return cmp.Or(both[b]-both[a], strings.Compare(a, b)) })
 	share := func(r listRun, k string) string {
 		return fmt.Sprintf("%.0f%%", 100*float64(r.probe.holders[k])/float64(max(r.probe.samples, 1)))
 	}
