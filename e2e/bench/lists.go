@@ -73,8 +73,16 @@ func (b *bench) prepareList() (*listInput, error) {
 }
 
 // listSweep are the --pull-concurrency values the list case runs
-// imagedrop with; the default is among them.
+// imagedrop with; the default is among them. The case adds one more: every
+// reference of the list at once, the most overlap a CRI client can ask for.
 var listSweep = []int{1, 2, 3, 4, 8}
+
+// sweep is listSweep and the number of references n, in order, once each.
+func sweep(n int) []int {
+	s := append(slices.Clone(listSweep), n)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
 
 // lockInterval is how often probeLock dumps containerd's goroutines, and
 // probedRuns how many probed runs each contender of the list case gets.
@@ -138,11 +146,14 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]l
 		return nil
 	}
 	var cs []contender
-	out := make([]listRun, 0, len(listSweep)+1)
-	for _, n := range listSweep {
+	out := make([]listRun, 0, len(listSweep)+2)
+	for _, n := range sweep(len(in.refs)) {
 		argv := []string{b.cfg.imagedrop, "import", "--containerd-address", e.c.Address, "--namespace", criNamespace,
 			"--log-level", "warn", fmt.Sprintf("--pull-concurrency=%d", n), in.file}
 		label := fmt.Sprintf("imagedrop import --pull-concurrency %d list.txt", n)
+		if n == len(in.refs) {
+			label += " (all at once)"
+		}
 		cs = append(cs, contender{label: label, setup: setup, verify: verify, run: b.command(func(string) []string { return argv })})
 		out = append(out, listRun{label: label, concurrency: n, isDefault: n == importer.DefaultConfig().PullConcurrency})
 	}
