@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
@@ -60,7 +61,7 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 	stop := im.logProgress(path, st.Size(), read)
 	defer stop()
 
-	in := ingester{cs: im.client.ContentStore(), hold: hold}
+	in := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold}
 	index, compression, err := im.readArchive(ctx, in, f, st, read)
 	res.Compression = compression
 	if err != nil {

@@ -32,11 +32,12 @@ func TestImportMatchesContainerd(t *testing.T) {
 	shared := harness.NewImage("example.com/shared:1", node, map[string]string{"etc/os-release": "ID=test"}, map[string]string{"b": "b"})
 	amd := harness.NewImage("docker.io/library/multi:1", "linux/amd64", map[string]string{"arch": "amd64"})
 	arm := harness.NewImage("docker.io/library/multi:1", "linux/arm64", map[string]string{"arch": "arm64"})
-	save := harness.DockerSaveBytes(many, small, shared)
+	big := harness.RandomImage("example.com/big:1", node, 9, 1, 9<<20+123) // blobs of several chunks
+	save := harness.DockerSaveBytes(many, small, shared, big)
 	oci, _ := harness.OCILayoutBytes(harness.OCIEntry{
 		Images:      []*harness.Image{amd, arm},
 		Annotations: map[string]string{images.AnnotationImageName: "docker.io/library/multi:1"},
-	}, harness.OCIImage(many))
+	}, harness.OCIImage(many), harness.OCIImage(big))
 
 	for _, tt := range []struct {
 		file        string

@@ -7,7 +7,10 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
 	"github.com/imagedrop/imagedrop/e2e/harness"
 	"github.com/imagedrop/imagedrop/importer"
 )
@@ -41,7 +44,8 @@ func TestImportOCIBlobsPresent(t *testing.T) {
 // docker save (named <id>/layer.tar, not by digest) under a new image name:
 // their digests are known from the config's diff IDs, so layers containerd
 // holds are not read again. The proof: a copy whose largest layer is
-// damaged imports whole where the layer is present, and fails where not.
+// damaged imports whole where the layer is present, in the namespace or in
+// another (containerd shares content between them), and fails where not.
 func TestImportDockerSaveLayersPresent(t *testing.T) {
 	t.Parallel()
 	layers := []map[string]string{
@@ -61,32 +65,28 @@ func TestImportDockerSaveLayersPresent(t *testing.T) {
 	}
 	e.checkImage("example.com/again:1", again, "again.tar", true)
 
-	// A layer whose content does not match its config's diff ID.
+	other := newEnv(t)
+	if _, err := other.importer().ImportArchive(context.Background(), other.write("again.tar", damaged)); err != nil {
+		t.Fatalf("ImportArchive of layers another namespace holds: %v", err)
+	}
+	other.checkImage("example.com/again:1", again, "again.tar", true)
+
+	// A layer whose content does not match its config's diff ID, and that
+	// no namespace holds.
+	unique := harness.NewImage("example.com/unique:1", node, map[string]string{"big": strings.Repeat(t.Name()+time.Now().String(), 10000)})
+	forged := corruptLargest(t, harness.DockerSaveBytes(unique), "")
 	f := newEnv(t)
-	f.refused(f.importer(), f.write("again.tar", damaged), damaged, "digest")
+	f.refused(f.importer(), f.write("forged.tar", forged), forged, "digest")
 }
 
 // corruptLargest flips one byte of the largest entry of a tar whose name
 // starts with prefix.
 func corruptLargest(t *testing.T, data []byte, prefix string) []byte {
 	t.Helper()
-	largest, size := "", int64(-1)
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(h.Name, prefix) && h.Size > size {
-			largest, size = h.Name, h.Size
-		}
-	}
+	largest, _ := largestEntry(t, data, prefix)
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
-	tr = tar.NewReader(bytes.NewReader(data))
+	tr := tar.NewReader(bytes.NewReader(data))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -113,6 +113,100 @@ func corruptLargest(t *testing.T, data []byte, prefix string) []byte {
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// largestEntry returns the name and size of the largest entry of the tar
+// data whose name starts with prefix.
+func largestEntry(t *testing.T, data []byte, prefix string) (string, int64) {
+	t.Helper()
+	largest, size := "", int64(-1)
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(h.Name, prefix) && h.Size > size {
+			largest, size = h.Name, h.Size
+		}
+	}
+	if largest == "" {
+		t.Fatalf("no entry named %s… in the archive", prefix)
+	}
+	return largest, size
+}
+
+// TestImportAfterInterruptedIngest leaves the ingest of an archive's
+// largest blob (several chunks long) as an import killed mid-blob does, and
+// imports the archive again: the blob is written anew, plain and
+// compressed. And where another namespace holds the blob already (content
+// is shared between namespaces), it is committed without being written.
+func TestImportAfterInterruptedIngest(t *testing.T) {
+	t.Parallel()
+	// leftOver writes the first bytes of a blob under ref, uncommitted.
+	leftOver := func(t *testing.T, e *env, ref string) {
+		t.Helper()
+		ctx := e.ctx()
+		cs := e.client.ContentStore()
+		w, err := content.OpenWriter(ctx, cs, content.WithRef(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(bytes.Repeat([]byte("left over "), 100_000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := cs.Status(ctx, ref); err != nil || st.Offset != 1_000_000 {
+			t.Fatalf("left-over ingest: %+v, %v", st, err)
+		}
+	}
+	// imported imports data and checks the image and that the ingest is gone.
+	imported := func(t *testing.T, e *env, img *harness.Image, data []byte, ref string) {
+		t.Helper()
+		if _, err := e.importer().ImportArchive(context.Background(), e.write("again.tar", data)); err != nil {
+			t.Fatalf("ImportArchive: %v", err)
+		}
+		e.checkImage(img.Name, img, "again.tar", true)
+		e.checkContent(img.Name)
+		if _, err := e.client.ContentStore().Status(e.ctx(), ref); !errdefs.IsNotFound(err) {
+			t.Errorf("ingest %s after the import: %v, want it committed and gone", ref, err)
+		}
+	}
+	// newArchive is an OCI layout of an image of its own (seeded by the
+	// clock, so that no namespace of an earlier -count run shares it).
+	newArchive := func(t *testing.T) (*harness.Image, []byte, string) {
+		img := harness.RandomImage("example.com/again:1", node, uint64(time.Now().UnixNano()), 1, 13<<20+777)
+		data, _ := harness.OCILayoutBytes(harness.OCIImage(img))
+		layer, size := largestEntry(t, data, "blobs/")
+		if size <= 4<<20 {
+			t.Fatalf("layer of %d bytes fits one chunk", size)
+		}
+		return img, data, "tar-" + layer
+	}
+
+	for _, compression := range []string{"none", "zstd"} {
+		t.Run(compression, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			img, data, ref := newArchive(t)
+			leftOver(t, e, ref)
+			imported(t, e, img, mustCompress(t, data, compression), ref)
+		})
+	}
+	t.Run("shared", func(t *testing.T) {
+		t.Parallel()
+		img, data, ref := newArchive(t)
+		first := newEnv(t)
+		imported(t, first, img, data, ref)
+		e := newEnv(t)
+		leftOver(t, e, ref)
+		imported(t, e, img, data, ref)
+	})
 }
 
 // TestImportRightAfterDeletion deletes an image and at once imports its

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
+	"google.golang.org/grpc"
 )
 
 // Labels imagedrop sets on the images it imports.
@@ -159,6 +160,7 @@ func (nopObserver) ImagePulled(string, time.Duration) {}
 // Importer imports archives and lists into one containerd namespace.
 type Importer struct {
 	client   *containerd.Client
+	conn     grpc.ClientConnInterface // client's connection, for the APIs used directly
 	cfg      Config
 	log      *slog.Logger
 	obs      Observer
@@ -187,6 +189,13 @@ func New(client *containerd.Client, cfg Config, log *slog.Logger, opts ...Option
 		platform = platforms.Only(p)
 	}
 	im := &Importer{client: client, cfg: cfg, log: log, obs: nopObserver{}, platform: platform}
+	if client != nil { // nil only in tests of what needs no containerd
+		conn, ok := client.Conn().(grpc.ClientConnInterface)
+		if !ok {
+			return nil, errors.New("containerd client has no gRPC connection")
+		}
+		im.conn = conn
+	}
 	for _, o := range opts {
 		o(im)
 	}

@@ -3,11 +3,11 @@ package importer
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"path"
 	"strings"
@@ -33,11 +33,13 @@ import (
 //     references it, so it was a blob to write, read back and collect.
 //   - Manifests are committed with their garbage collection labels.
 //   - A blob is hashed once, by containerd as it writes it; the digest is
-//     taken from the writer's answers instead of hashing the stream a second
-//     time here. Each write is a synchronous round trip, so the client's
-//     hashing added to the wall time rather than overlapping with it.
+//     taken from containerd's answers instead of hashing the stream a second
+//     time here.
 //   - Blobs are sent in chunks of blobChunk bytes, so a layer costs fewer
-//     round trips to containerd.
+//     round trips to containerd, and the next chunk is read and sent while
+//     containerd stores the one before (blobWriter) rather than after.
+//   - A blob known by digest that another namespace holds (containerd
+//     shares content between namespaces) is committed without being sent.
 //   - A blob an OCI layout (or a docker save ≥ 25) names by digest is not
 //     written again when containerd already has it: the writer is opened
 //     with the expected digest, containerd answers "already exists", the
@@ -74,8 +76,9 @@ var errNoManifest = errors.New("not an image archive: no manifest.json (docker s
 // that it did not commit itself (found already present) is held, so that the
 // content of a just-deleted image cannot be collected under its feet.
 type ingester struct {
-	cs   content.Store
-	hold func(context.Context, digest.Digest) error
+	cs     content.Store
+	writes contentWrites // the content service of cs, for blobWriter
+	hold   func(context.Context, digest.Digest) error
 }
 
 // contents is what a walk of an archive found besides the blobs' data: its
@@ -280,73 +283,40 @@ func digestOfName(name string) digest.Digest {
 // returns their digest, committing it with opts. With expected set and the
 // blob already in the store, r is skipped instead.
 func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, buf []byte, opts ...content.Opt) (digest.Digest, error) {
-	var w content.Writer
-	for attempt := 0; ; attempt++ {
-		var err error
-		w, err = content.OpenWriter(ctx, in.cs, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Size: size, Digest: expected}))
-		if errdefs.IsAlreadyExists(err) && expected != "" {
-			kept, err := in.reuse(ctx, expected)
-			if err != nil {
-				return "", err
-			}
-			if kept {
+	w, present, err := in.open(ctx, ref, size, expected)
+	if err != nil || present {
+		return expected, cmp.Or(err, skip(r))
+	}
+	defer func() { w.close() }()
+
+	if w.offset > 0 {
+		// containerd holds all of the blob already, in another namespace
+		// (content is shared between them), or an interrupted import left
+		// some of it under ref. The first is committed as it is; the second
+		// is dropped and the blob written anew: what was left under a
+		// name that is not its digest could be anything, and containerd's
+		// truncation of it does not hold for a blob another namespace has.
+		if expected != "" && w.offset == size {
+			err := in.commit(ctx, w, ref, size, expected, opts...)
+			if err == nil {
 				return expected, skip(r)
 			}
-			if attempt == 0 {
-				continue // collected just now: write it after all
-			}
-		}
-		if err != nil {
-			return "", fmt.Errorf("open content writer: %w", err)
-		}
-		break
-	}
-	defer w.Close()
-	st, err := w.Status()
-	if err != nil {
-		return "", fmt.Errorf("content writer status: %w", err)
-	}
-	if st.Offset > 0 { // an ingest left over from an interrupted import
-		if err := w.Truncate(0); err != nil {
-			return "", fmt.Errorf("restart interrupted ingest: %w", err)
-		}
-	}
-	// containerd reports the digest of what it was sent after each write;
-	// only if it does not is the stream hashed here too.
-	var h hash.Hash
-	var n int64
-	first, before := true, w.Digest()
-	for {
-		m, rerr := io.ReadFull(r, buf)
-		if m > 0 {
-			if _, err := w.Write(buf[:m]); err != nil {
+			if !errdefs.IsFailedPrecondition(err) {
 				return "", err
 			}
-			if first && (w.Digest() == "" || w.Digest() == before) {
-				h = digest.Canonical.Hash()
-			}
-			first = false
-			if h != nil {
-				h.Write(buf[:m])
-			}
-			n += int64(m)
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
+		w.close()
+		if err := in.cs.Abort(ctx, ref); err != nil && !errdefs.IsNotFound(err) {
+			return "", fmt.Errorf("drop the interrupted ingest %s: %w", ref, err)
 		}
-		if rerr != nil {
-			return "", rerr
+		if w, present, err = in.open(ctx, ref, size, expected); err != nil || present {
+			return expected, cmp.Or(err, skip(r))
 		}
 	}
-	if n != size {
-		return "", fmt.Errorf("unexpected copy size %d, expected %d: %w", n, size, io.ErrUnexpectedEOF)
-	}
-	dgst := w.Digest()
-	switch {
-	case h != nil:
-		dgst = digest.NewDigest(digest.Canonical, h)
-	case n == 0:
-		dgst = digest.Canonical.FromBytes(nil)
+
+	dgst, err := w.copy(r, size, buf)
+	if err != nil {
+		return "", err
 	}
 	if expected != "" && dgst != expected {
 		return "", fmt.Errorf("content of %s has digest %s: %w", expected, dgst, errdefs.ErrFailedPrecondition)
@@ -359,21 +329,48 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 			return "", err
 		}
 	}
-	err = w.Commit(ctx, size, dgst, opts...)
+	return dgst, in.commit(ctx, w, ref, size, dgst, opts...)
+}
+
+// open opens the write session of the blob ref, or reports it present when
+// expected is set and containerd holds it (then it is held by the lease).
+func (in ingester) open(ctx context.Context, ref string, size int64, expected digest.Digest) (*blobWriter, bool, error) {
+	for attempt := 0; ; attempt++ {
+		w, err := openBlob(ctx, in.writes, ref, size, expected)
+		if errdefs.IsAlreadyExists(err) && expected != "" {
+			kept, err := in.reuse(ctx, expected)
+			if err != nil || kept {
+				return nil, kept, err
+			}
+			if attempt == 0 {
+				continue // collected just now: write it after all
+			}
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("open content writer: %w", err)
+		}
+		return w, false, nil
+	}
+}
+
+// commit commits what w wrote as the blob dgst. If containerd has the blob
+// already, it is held by the lease instead.
+func (in ingester) commit(ctx context.Context, w *blobWriter, ref string, size int64, dgst digest.Digest, opts ...content.Opt) error {
+	err := w.commit(size, dgst, opts...)
 	if errdefs.IsAlreadyExists(err) {
 		kept, err := in.reuse(ctx, dgst)
 		if err != nil {
-			return "", err
+			return err
 		}
 		if !kept {
-			return "", fmt.Errorf("blob %s was garbage collected as it was imported, try again: %w", dgst, errdefs.ErrUnavailable)
+			return fmt.Errorf("blob %s was garbage collected as it was imported, try again: %w", dgst, errdefs.ErrUnavailable)
 		}
-		return dgst, nil
+		return nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("commit %s: %w", ref, err)
+		return fmt.Errorf("commit %s: %w", ref, err)
 	}
-	return dgst, nil
+	return nil
 }
 
 // reuse adds a blob containerd reported present to the import's lease and

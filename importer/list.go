@@ -101,11 +101,7 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 			return res, err
 		}
 	}
-	conn, ok := im.client.Conn().(grpc.ClientConnInterface)
-	if !ok {
-		return res, errors.New("containerd client has no gRPC connection for the CRI")
-	}
-	cri := runtimeapi.NewImageServiceClient(conn)
+	cri := runtimeapi.NewImageServiceClient(im.conn)
 
 	source := filepath.Base(path)
 	refs := make([]ReferenceResult, len(list.Entries))
