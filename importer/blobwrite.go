@@ -7,6 +7,7 @@ import (
 	"hash"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
@@ -44,13 +45,14 @@ type blobWriter struct {
 
 // openBlob opens the session that writes the blob ref of size bytes.
 // containerd answers errdefs.ErrAlreadyExists if expected is set and it
-// holds that blob already. While another session writes ref (containerd
-// answers "unavailable": the ref is locked), it waits and tries again, as
-// the client's content.OpenWriter does.
+// holds that blob already. While another session writes ref, it waits and
+// tries again, as the client's content.OpenWriter does; but a containerd
+// that cannot be reached fails it at once, so that the file is retried
+// later rather than waiting here.
 func openBlob(ctx context.Context, writes contentWrites, ref string, size int64, expected digest.Digest) (*blobWriter, error) {
 	for wait := 16 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		w, err := openSession(ctx, writes, ref, size, expected)
-		if !errdefs.IsUnavailable(err) {
+		if !isLocked(err) {
 			return w, err
 		}
 		t := time.NewTimer(rand.N(wait))
@@ -61,6 +63,13 @@ func openBlob(ctx context.Context, writes contentWrites, ref string, size int64,
 			return nil, err
 		}
 	}
+}
+
+// isLocked reports containerd's answer that another session is writing the
+// ref: "unavailable", as is a connection that failed, but with a message
+// saying the ref is locked (content/local/locks.go).
+func isLocked(err error) bool {
+	return errdefs.IsUnavailable(err) && strings.Contains(err.Error(), " locked")
 }
 
 func openSession(ctx context.Context, writes contentWrites, ref string, size int64, expected digest.Digest) (*blobWriter, error) {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -207,6 +208,36 @@ func TestImportAfterInterruptedIngest(t *testing.T) {
 		leftOver(t, e, ref)
 		imported(t, e, img, data, ref)
 	})
+}
+
+// TestImportSameBlobsAtOnce imports copies of one archive at the same time
+// into one namespace: their writes of the same blobs meet on containerd's
+// lock of each ingest, and every import must wait for it, not fail.
+func TestImportSameBlobsAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	img := harness.RandomImage("example.com/atonce:1", node, uint64(time.Now().UnixNano()), 2, 9<<20)
+	data, _ := harness.OCILayoutBytes(harness.OCIImage(img))
+	im := e.importer()
+	errs := make(chan error, 4)
+	for i := range cap(errs) {
+		path := e.write(fmt.Sprintf("copy-%d.tar.gz", i), mustCompress(t, data, "gzip"))
+		go func() {
+			_, err := im.ImportArchive(context.Background(), path)
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("ImportArchive: %v", err)
+		}
+	}
+	src := e.image("example.com/atonce:1").Labels[importer.LabelSource]
+	if !strings.HasPrefix(src, "copy-") {
+		t.Errorf("source label %q, want one of the copies", src)
+	}
+	e.checkImage("example.com/atonce:1", img, src, true)
+	e.checkContent("example.com/atonce:1")
 }
 
 // TestImportRightAfterDeletion deletes an image and at once imports its
