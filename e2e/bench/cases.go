@@ -52,8 +52,11 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 		return out, nil
 	}
 	rounds := b.cfg.rounds
-	if key == "list" {
+	switch key {
+	case "list":
 		rounds = b.cfg.listRounds
+	case "compressed":
+		rounds = b.cfg.zRounds
 	}
 	for round := range rounds {
 		for k := range cs {

@@ -49,6 +49,7 @@ type config struct {
 	manySize      int64
 	rounds        int
 	listRounds    int
+	zRounds       int
 	latencyRounds int
 	restartFiles  int
 	big           int64
@@ -76,6 +77,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&manySize, "many-size", manySize, "size of each small archive")
 	fs.IntVar(&c.rounds, "rounds", 5, "rounds of each comparison")
 	fs.IntVar(&c.listRounds, "list-rounds", 7, "rounds of the list case (short runs that vary more)")
+	fs.IntVar(&c.zRounds, "compressed-rounds", 9, "rounds of the compressed case (held to the plain import within 15%, less than the machine's noise)")
 	fs.IntVar(&c.latencyRounds, "latency-drops", 10, "archives dropped one by one for the rename → visible latency")
 	fs.IntVar(&c.restartFiles, "restart-files", 100, "archives recorded in the state file for the restart case")
 	fs.StringVar(&big, "big", big, "size of the archive imported once for peak RSS; 0 skips it")
@@ -95,7 +97,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
-		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "list-rounds": "3", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB"} {
+		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "list-rounds": "3", "compressed-rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB"} {
 			if !set[name] {
 				_ = fs.Set(name, v)
 			}
@@ -124,8 +126,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-containerd: none given")
 	case c.size < 1<<20 || c.manySize < 4<<10:
 		return c, errors.New("-size must be at least 1MiB and -many-size at least 4KiB")
-	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.listRounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1 || c.listImages < 1:
-		return c, errors.New("-layers, -many, -rounds, -list-rounds, -latency-drops, -restart-files and -list-images must be at least 1")
+	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.listRounds < 1 || c.zRounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1 || c.listImages < 1:
+		return c, errors.New("-layers, -many, -rounds, -list-rounds, -compressed-rounds, -latency-drops, -restart-files and -list-images must be at least 1")
 	case c.listLayerSize < 1<<10:
 		return c, errors.New("-list-layer-size must be at least 1KiB")
 	case c.restartFiles > c.many:

@@ -99,14 +99,14 @@ func (r *report) markdown() string {
 
 	fmt.Fprintf(&b, "\n## Method\n\n")
 	fmt.Fprintf(&b, `- Inputs are generated into a temporary directory on the same disk as containerd's root: a %[1]s single-layer `+"`docker save`"+` archive (each layer half random, half repeated text), the same archive as `+"`.tar.zst`"+` (zstd CLI, level 3) and `+"`.tar.gz`"+` (gzip level 6), a %[1]s archive of %[2]d layers, and %[3]d archives of %[4]s.
-- Each comparison runs imagedrop and its peers on the same file in the same run, %[5]d rounds (the list case, whose runs are short and vary more: %[6]d), alternating the order between rounds (the compressed imports alternate with the plain import they are held to); each run gets a fresh containerd namespace whose images are deleted (synchronous GC) afterwards, and starts after `+"`sync`"+` has written back what earlier runs left dirty. Tables show medians; the samples are listed at the end.
+- Each comparison runs imagedrop and its peers on the same file in the same run, %[5]d rounds (the list case, whose runs are short and vary more: %[6]d; the compressed case, held to the plain import within 15%%: %[7]d), alternating the order between rounds (the compressed imports alternate with the plain import they are held to); each run gets a fresh containerd namespace whose images are deleted (synchronous GC) afterwards, and starts after `+"`sync`"+` has written back what earlier runs left dirty. Tables show medians; the samples are listed at the end.
 - Page cache cannot be dropped reliably on a shared machine, so every input is read once (`+"`cat > /dev/null`"+`-style) right before every run, by every tool: all runs start from a warm cache. Writes to the content store still go to disk.
 - Wall time is measured from process start to exit (for the daemon: from the first rename to the last file shown done in `+"`/status`"+`, polled every 50 ms); each command runs under `+"`/usr/bin/time -v`"+`, which gives imagedrop's peak RSS.
 - Like is compared with like: `+"`ctr images import`"+` unpacks by default, so it gets `+"`--no-unpack`"+` when imagedrop runs with `+"`--unpack=false`"+`; the unpack case runs both with unpack into overlayfs. imagedrop also pins and labels images; ctr does not.
 - `+"`imagedrop import f1 … fN`"+` and the daemon (`+"`imagedrop watch`"+`) both take 2 files at a time by default (`+"`--workers`"+`); the daemon, which is what nodes run, is the many-files case the target applies to.
 - ctr is built from the same containerd version it talks to.
 - Other work may share the machine while this runs (see the load average above); treat differences of a few percent as noise.
-`, formatBytes(r.cfg.size), r.cfg.layers, r.cfg.many, formatBytes(r.cfg.manySize), r.cfg.rounds, r.cfg.listRounds)
+`, formatBytes(r.cfg.size), r.cfg.layers, r.cfg.many, formatBytes(r.cfg.manySize), r.cfg.rounds, r.cfg.listRounds, r.cfg.zRounds)
 
 	for _, s := range r.sections {
 		fmt.Fprintf(&b, "\n## containerd %s\n\n", s.containerd)
