@@ -147,8 +147,8 @@ func largestEntry(t *testing.T, data []byte, prefix string) (string, int64) {
 // is shared between namespaces), it is committed without being written.
 func TestImportAfterInterruptedIngest(t *testing.T) {
 	t.Parallel()
-	// leftOver writes the first bytes of a blob under ref, uncommitted.
-	leftOver := func(t *testing.T, e *env, ref string) {
+	// leftOver writes n bytes that are not the blob's under ref, uncommitted.
+	leftOver := func(t *testing.T, e *env, ref string, n int64) {
 		t.Helper()
 		ctx := e.ctx()
 		cs := e.client.ContentStore()
@@ -156,13 +156,13 @@ func TestImportAfterInterruptedIngest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Write(bytes.Repeat([]byte("left over "), 100_000)); err != nil {
+		if _, err := w.Write(bytes.Repeat([]byte("x"), int(n))); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if st, err := cs.Status(ctx, ref); err != nil || st.Offset != 1_000_000 {
+		if st, err := cs.Status(ctx, ref); err != nil || st.Offset != n {
 			t.Fatalf("left-over ingest: %+v, %v", st, err)
 		}
 	}
@@ -180,32 +180,41 @@ func TestImportAfterInterruptedIngest(t *testing.T) {
 	}
 	// newArchive is an OCI layout of an image of its own (seeded by the
 	// clock, so that no namespace of an earlier -count run shares it).
-	newArchive := func(t *testing.T) (*harness.Image, []byte, string) {
+	newArchive := func(t *testing.T) (*harness.Image, []byte, string, int64) {
 		img := harness.RandomImage("example.com/again:1", node, uint64(time.Now().UnixNano()), 1, 13<<20+777)
 		data, _ := harness.OCILayoutBytes(harness.OCIImage(img))
 		layer, size := largestEntry(t, data, "blobs/")
 		if size <= 4<<20 {
 			t.Fatalf("layer of %d bytes fits one chunk", size)
 		}
-		return img, data, "tar-" + layer
+		return img, data, "tar-" + layer, size
 	}
 
 	for _, compression := range []string{"none", "zstd"} {
 		t.Run(compression, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			img, data, ref := newArchive(t)
-			leftOver(t, e, ref)
+			img, data, ref, _ := newArchive(t)
+			leftOver(t, e, ref, 1_000_000)
 			imported(t, e, img, mustCompress(t, data, compression), ref)
 		})
 	}
+	// As many bytes as the blob, but not its: the commit fails, and the
+	// ingest is dropped and written anew.
+	t.Run("whole-but-wrong", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		img, data, ref, size := newArchive(t)
+		leftOver(t, e, ref, size)
+		imported(t, e, img, data, ref)
+	})
 	t.Run("shared", func(t *testing.T) {
 		t.Parallel()
-		img, data, ref := newArchive(t)
+		img, data, ref, _ := newArchive(t)
 		first := newEnv(t)
 		imported(t, first, img, data, ref)
 		e := newEnv(t)
-		leftOver(t, e, ref)
+		leftOver(t, e, ref, 1_000_000)
 		imported(t, e, img, data, ref)
 	})
 }

@@ -3,7 +3,6 @@ package importer
 import (
 	"archive/tar"
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -284,10 +283,17 @@ func digestOfName(name string) digest.Digest {
 // blob already in the store, r is skipped instead.
 func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, buf []byte, opts ...content.Opt) (digest.Digest, error) {
 	w, present, err := in.open(ctx, ref, size, expected)
-	if err != nil || present {
-		return expected, cmp.Or(err, skip(r))
+	switch {
+	case err != nil:
+		return "", err
+	case present:
+		return expected, skip(r)
 	}
-	defer func() { w.close() }()
+	defer func() {
+		if w != nil { // nil if reopening it failed or found the blob present
+			w.close()
+		}
+	}()
 
 	if w.offset > 0 {
 		// containerd holds all of the blob already, in another namespace
@@ -309,8 +315,12 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 		if err := in.cs.Abort(ctx, ref); err != nil && !errdefs.IsNotFound(err) {
 			return "", fmt.Errorf("drop the interrupted ingest %s: %w", ref, err)
 		}
-		if w, present, err = in.open(ctx, ref, size, expected); err != nil || present {
-			return expected, cmp.Or(err, skip(r))
+		w, present, err = in.open(ctx, ref, size, expected)
+		switch {
+		case err != nil:
+			return "", err
+		case present:
+			return expected, skip(r)
 		}
 	}
 
