@@ -87,26 +87,14 @@ func corruptLargest(t *testing.T, data []byte, prefix string) []byte {
 	largest, _ := largestEntry(t, data, prefix)
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
+	for _, e := range tarEntries(t, data) {
+		if e.hdr.Name == largest {
+			e.data[len(e.data)/2] ^= 0xff
 		}
-		if err != nil {
+		if err := tw.WriteHeader(e.hdr); err != nil {
 			t.Fatal(err)
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == largest {
-			b[len(b)/2] ^= 0xff
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(b); err != nil {
+		if _, err := tw.Write(e.data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,23 +109,41 @@ func corruptLargest(t *testing.T, data []byte, prefix string) []byte {
 func largestEntry(t *testing.T, data []byte, prefix string) (string, int64) {
 	t.Helper()
 	largest, size := "", int64(-1)
-	tr := tar.NewReader(bytes.NewReader(data))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(h.Name, prefix) && h.Size > size {
-			largest, size = h.Name, h.Size
+	for _, e := range tarEntries(t, data) {
+		if strings.HasPrefix(e.hdr.Name, prefix) && e.hdr.Size > size {
+			largest, size = e.hdr.Name, e.hdr.Size
 		}
 	}
 	if largest == "" {
 		t.Fatalf("no entry named %s… in the archive", prefix)
 	}
 	return largest, size
+}
+
+type tarEntry struct {
+	hdr  *tar.Header
+	data []byte
+}
+
+// tarEntries reads every entry of the tar data.
+func tarEntries(t *testing.T, data []byte) []tarEntry {
+	t.Helper()
+	var out []tarEntry
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tarEntry{h, b})
+	}
 }
 
 // TestImportAfterInterruptedIngest leaves the ingest of an archive's
