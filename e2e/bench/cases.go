@@ -32,6 +32,7 @@ type contender struct {
 
 // runtimeEnv is one containerd the cases run against.
 type runtimeEnv struct {
+	bin    string // containerd's binary
 	c      *harness.Containerd
 	client *containerd.Client
 	ctr    string // ctr of the same containerd build
@@ -384,19 +385,36 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 	listWhat := fmt.Sprintf("list of %d images (2 layers of %s each, half random) from a local registry", b.cfg.listImages, formatBytes(b.cfg.listLayerSize))
 	listRow := row{num: "10", what: listWhat, peer: "sequential crictl pull loop", target: "≤ 0.5×", ratioMax: 0.5}
 	if b.list != nil && b.want("list") {
-		runs, err := b.listCase(ctx, e, b.list)
+		runs, err := b.listCase(ctx, e, b.list, sweep(len(b.list.refs)))
 		if err != nil {
 			return nil, err
 		}
-		peer := runs[len(runs)-1]
-		if r, ok := defaultRun(runs); ok {
-			listRow.what += fmt.Sprintf(", --pull-concurrency %d (default)", r.concurrency)
-			listRow.id, listRow.peer, listRow.peerD, listRow.runs = walls(r.runs), peer.label, walls(peer.runs), runsOf(r.runs, peer.runs)
-		}
+		listRow = withDefaultRun(listRow, runs)
 		sec.list = runs
 	}
 	sec.add(listRow)
+	if b.list != nil && b.want("list") && b.cfg.memoryDir != "" {
+		runs, err := b.listInMemory(ctx, e.bin)
+		if err != nil {
+			return nil, fmt.Errorf("list case, containerd in memory: %w", err)
+		}
+		sec.memoryList = runs
+		r := withDefaultRun(row{num: "10", what: listWhat, target: "(≤ 0.5×, informative)", ratioMax: 0.5}, runs)
+		r.what += "; control: containerd's root and state on tmpfs, no disk flushes"
+		sec.add(r)
+	}
 	return sec, nil
+}
+
+// withDefaultRun fills r with the list case's run at imagedrop's default
+// --pull-concurrency and the peer's, which is last in runs.
+func withDefaultRun(r row, runs []listRun) row {
+	peer := runs[len(runs)-1]
+	if d, ok := defaultRun(runs); ok {
+		r.what += fmt.Sprintf(", --pull-concurrency %d (default)", d.concurrency)
+		r.id, r.peer, r.peerD, r.runs = walls(d.runs), peer.label, walls(peer.runs), runsOf(d.runs, peer.runs)
+	}
+	return r
 }
 
 // watchMany starts a daemon on an empty directory, renames every small

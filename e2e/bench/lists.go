@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -119,12 +120,12 @@ func (r listRun) lockTime() time.Duration {
 }
 
 // listCase compares `imagedrop import LIST` (CRI pulls, at each
-// --pull-concurrency of listSweep) with a sequential `crictl pull` loop
+// --pull-concurrency of concurrencies) with a sequential `crictl pull` loop
 // over the same references, the peer, which comes last. Every run starts
 // with none of the images nor their blobs in containerd. After the timed
 // rounds, each contender runs probedRuns more times with containerd's
 // metadata write lock probed.
-func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]listRun, error) {
+func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput, concurrencies []int) ([]listRun, error) {
 	conn, err := grpc.NewClient("unix://"+e.c.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
@@ -146,8 +147,8 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]l
 		return nil
 	}
 	var cs []contender
-	out := make([]listRun, 0, len(listSweep)+2)
-	for _, n := range sweep(len(in.refs)) {
+	out := make([]listRun, 0, len(concurrencies)+1)
+	for _, n := range concurrencies {
 		argv := []string{b.cfg.imagedrop, "import", "--containerd-address", e.c.Address, "--namespace", criNamespace,
 			"--log-level", "warn", fmt.Sprintf("--pull-concurrency=%d", n), in.file}
 		label := fmt.Sprintf("imagedrop import --pull-concurrency %d list.txt", n)
@@ -187,6 +188,38 @@ func (b *bench) listCase(ctx context.Context, e *runtimeEnv, in *listInput) ([]l
 		out[i].probedWall = wall / probedRuns
 	}
 	return out, e.clearCRIImages(ctx, cri, in.refs)
+}
+
+// tmpfsMagic is statfs(2)'s f_type of a tmpfs.
+const tmpfsMagic = 0x01021994
+
+// requireTmpfs fails unless dir is on a tmpfs.
+func requireTmpfs(dir string) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return err
+	}
+	if st.Type != tmpfsMagic {
+		return fmt.Errorf("%s is not a tmpfs (statfs type %#x)", dir, st.Type)
+	}
+	return nil
+}
+
+// listInMemory is the list case's control: imagedrop at its default
+// --pull-concurrency and the crictl loop again, on a second containerd
+// from the same binary whose root and state are on the tmpfs
+// b.cfg.memoryDir, so that no fsync waits for the disk. The pulls, the
+// registry and the clients are the same as on disk; what changes is only
+// how long containerd's flushes, several inside its metadata write lock,
+// take.
+func (b *bench) listInMemory(ctx context.Context, bin string) ([]listRun, error) {
+	e, err := startRuntime(ctx, bin, b.cfg.memoryDir)
+	if err != nil {
+		return nil, err
+	}
+	defer e.stop()
+	b.logf("list case again on containerd %s with its root in %s", e.c.Version, e.c.Dir)
+	return b.listCase(ctx, e, b.list, []int{importer.DefaultConfig().PullConcurrency})
 }
 
 // clearCRIImages removes refs through the CRI, so that its image cache

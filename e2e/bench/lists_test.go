@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,5 +41,33 @@ func TestBestRun(t *testing.T) {
 	}
 	if got := bestRun(runs).label; got != "c3" {
 		t.Errorf("bestRun = %s, want c3 (lowest median)", got)
+	}
+}
+
+func TestMemoryControl(t *testing.T) {
+	run := func(label string, concurrency int, wall time.Duration) listRun {
+		return listRun{label: label, concurrency: concurrency, isDefault: concurrency == 3, runs: []sample{{wall: wall}}}
+	}
+	peer := run("loop", 0, 2*time.Second)
+	for _, tc := range []struct {
+		name          string
+		disk, memory  time.Duration // imagedrop's default; the loops take 2 s
+		want, notWant string
+	}{
+		{"gap is the disk", 1400 * time.Millisecond, 900 * time.Millisecond, "the same code meets ≤ 0.5×", "not the only limit"},
+		{"gap is not only the disk", 1400 * time.Millisecond, 1200 * time.Millisecond, "not the only limit", "the same code meets"},
+		{"met on disk", 900 * time.Millisecond, 800 * time.Millisecond, "(on disk 0.45×)", "the same code meets"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def := run("c3", 3, tc.disk)
+			mem := []listRun{run("c3", 3, tc.memory), peer}
+			got := memoryControl(def, peer, mem)
+			if !strings.Contains(got, tc.want) || strings.Contains(got, tc.notWant) {
+				t.Errorf("memoryControl says %q; want it to say %q and not %q", got, tc.want, tc.notWant)
+			}
+		})
+	}
+	if got := memoryControl(run("c3", 3, time.Second), peer, nil); got != "" {
+		t.Errorf("memoryControl without a control run = %q, want nothing", got)
 	}
 }

@@ -56,6 +56,7 @@ type config struct {
 	crictl        string
 	listImages    int
 	listLayerSize int64
+	memoryDir     string          // tmpfs for the list case's control; "" leaves it out
 	cases         map[string]bool // empty: all
 }
 
@@ -84,6 +85,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.crictl, "crictl", "/var/cache/imagedrop/bin/crictl", "crictl binary, the peer of the list case (make bench builds it)")
 	fs.IntVar(&c.listImages, "list-images", 20, "images in the list of the list case")
 	fs.StringVar(&listLayerSize, "list-layer-size", listLayerSize, "size of each of the 2 layers of a list image, uncompressed")
+	fs.StringVar(&c.memoryDir, "memory-dir", "/dev/shm", "a tmpfs where the list case runs again on a containerd whose root is in memory, as a control without disk flushes; empty leaves it out")
 	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,compressed,again,again-named,unpack,latency,many,big,restart,list); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -212,6 +214,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("generate inputs: %w", err)
 	}
 	if b.want("list") {
+		if cfg.memoryDir != "" {
+			if err := requireTmpfs(cfg.memoryDir); err != nil {
+				return fmt.Errorf("-memory-dir (empty leaves the list case's control out): %w", err)
+			}
+		}
 		if _, err := os.Stat(cfg.crictl); err != nil {
 			return fmt.Errorf("crictl, the peer of the list case (make bench builds it; -cases leaves the case out): %w", err)
 		}
@@ -238,32 +245,48 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 // runAgainst starts a private containerd from bin and runs every case.
 func (b *bench) runAgainst(ctx context.Context, bin string) (*section, error) {
-	ctr := filepath.Join(filepath.Dir(bin), "ctr")
-	if _, err := os.Stat(ctr); err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoCtr, err)
-	}
-	c, err := harness.StartContainerd(ctx, bin)
+	e, err := startRuntime(ctx, bin, "")
 	if err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-	client, err := containerd.New(c.Address)
-	if err != nil {
-		return nil, err
-	}
-	defer client.Close()
-	e := &runtimeEnv{c: c, client: client, ctr: ctr, major: 1}
-	if strings.HasPrefix(c.Version, "v2") || strings.HasPrefix(c.Version, "2") {
-		e.major = 2
-	}
-	b.logf("containerd %s (%s), ctr %s", c.Version, bin, ctr)
+	defer e.stop()
+	b.logf("containerd %s (%s), ctr %s", e.c.Version, bin, e.ctr)
 	sec, err := b.runCases(ctx, e)
 	if err != nil {
 		return nil, err
 	}
 	sec.containerdBin = bin
-	sec.ctrVersion = commandOutput(ctr, "--version")
+	sec.ctrVersion = commandOutput(e.ctr, "--version")
 	return sec, nil
+}
+
+// startRuntime starts a private containerd from bin, its directory under
+// parent ("": the default temporary directory), and connects to it.
+// Stop it with stop.
+func startRuntime(ctx context.Context, bin, parent string) (*runtimeEnv, error) {
+	ctr := filepath.Join(filepath.Dir(bin), "ctr")
+	if _, err := os.Stat(ctr); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoCtr, err)
+	}
+	c, err := harness.StartContainerdIn(ctx, bin, parent)
+	if err != nil {
+		return nil, err
+	}
+	client, err := containerd.New(c.Address)
+	if err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	e := &runtimeEnv{bin: bin, c: c, client: client, ctr: ctr, major: 1}
+	if strings.HasPrefix(c.Version, "v2") || strings.HasPrefix(c.Version, "2") {
+		e.major = 2
+	}
+	return e, nil
+}
+
+func (e *runtimeEnv) stop() {
+	_ = e.client.Close()
+	_ = e.c.Stop()
 }
 
 // generate writes every input archive into the work directory.

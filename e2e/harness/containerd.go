@@ -37,6 +37,13 @@ type Containerd struct {
 
 // StartContainerd starts the containerd binary bin and waits until it answers.
 func StartContainerd(ctx context.Context, bin string) (*Containerd, error) {
+	return StartContainerdIn(ctx, bin, "")
+}
+
+// StartContainerdIn is StartContainerd with containerd's directory (root,
+// state, socket) made under parent instead of the default temporary
+// directory.
+func StartContainerdIn(ctx context.Context, bin, parent string) (*Containerd, error) {
 	if bin == "" {
 		bin = os.Getenv(EnvContainerd)
 	}
@@ -54,7 +61,7 @@ func StartContainerd(ctx context.Context, bin string) (*Containerd, error) {
 	version, major := parseContainerdVersion(string(out))
 
 	// A short directory: unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "idctr-")
+	dir, err := os.MkdirTemp(parent, "idctr-")
 	if err != nil {
 		return nil, err
 	}
