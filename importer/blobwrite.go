@@ -141,11 +141,13 @@ func (w *blobWriter) roundTrip(req *contentapi.WriteContentRequest) (*contentapi
 }
 
 // copy writes the size bytes of r from the start of the ingest (dropping
-// whatever an interrupted import left in it), in chunks of len(buf) bytes,
-// and returns the digest of what was written. It reads at most size bytes;
-// fewer is an error.
-func (w *blobWriter) copy(r io.Reader, size int64, buf []byte) (digest.Digest, error) {
-	bufs := [writeWindow][]byte{buf}
+// whatever an interrupted import left in it), in chunks of up to blobChunk
+// bytes sent from bufs, and returns the digest of what was written. It
+// reads at most size bytes; fewer is an error. A buffer is filled again
+// only once containerd has answered the write sent from it (gRPC may hold
+// a message it was given until then), and all are answered on return.
+func (w *blobWriter) copy(r io.Reader, size int64, bufs *chunks) (digest.Digest, error) {
+	chunk := int(min(max(size, 1), blobChunk))
 	var ends [writeWindow]int64 // the offset each write in flight ends at
 	var h hash.Hash
 	if w.hashing {
@@ -170,12 +172,8 @@ func (w *blobWriter) copy(r io.Reader, size int64, buf []byte) (digest.Digest, e
 				return "", err
 			}
 		}
-		b := bufs[sent%writeWindow]
-		if b == nil { // a second buffer, only for blobs of several chunks
-			b = make([]byte, len(buf))
-			bufs[sent%writeWindow] = b
-		}
-		m, err := io.ReadFull(r, b[:min(int64(len(b)), size-n)])
+		b := bufs.buffer(sent%writeWindow, chunk)
+		m, err := io.ReadFull(r, b[:min(int64(chunk), size-n)])
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return "", fmt.Errorf("unexpected copy size %d, expected %d: %w", n+int64(m), size, io.ErrUnexpectedEOF)
 		}

@@ -1,14 +1,17 @@
 package importer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
+	digest "github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -79,5 +82,58 @@ func TestOpenBlobWaitsForLockOnly(t *testing.T) {
 	}
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Errorf("openBlob returned before its context ended")
+	}
+}
+
+// recorder is a write session that keeps what it was sent and checks, as it
+// answers each write, that the data sent has not changed since.
+type recorder struct {
+	contentapi.Content_WriteClient // only Send and Recv are used
+	got                            []byte
+	unanswered                     [][2][]byte // data as sent, and a copy taken then
+	offset                         int         // what the answers so far cover
+}
+
+func (r *recorder) Send(req *contentapi.WriteContentRequest) error {
+	kept := slices.Clone(req.Data)
+	r.unanswered = append(r.unanswered, [2][]byte{req.Data, kept})
+	r.got = append(r.got, kept...)
+	return nil
+}
+
+func (r *recorder) Recv() (*contentapi.WriteContentResponse, error) {
+	w := r.unanswered[0]
+	r.unanswered = r.unanswered[1:]
+	if !bytes.Equal(w[0], w[1]) {
+		return nil, errors.New("a buffer was filled again before its write was answered")
+	}
+	r.offset += len(w[1])
+	return &contentapi.WriteContentResponse{Offset: int64(r.offset), Digest: digest.FromBytes(r.got[:r.offset]).String()}, nil
+}
+
+// TestCopyReusesChunks writes two blobs of several chunks from one set of
+// buffers: each arrives whole, no buffer is refilled while its write is in
+// flight, and the second blob allocates no buffer.
+func TestCopyReusesChunks(t *testing.T) {
+	t.Parallel()
+	var bufs chunks
+	var first *byte
+	for i, size := range []int{2*blobChunk + 12345, blobChunk + 1} {
+		blob := make([]byte, size)
+		_, _ = rand.NewChaCha8([32]byte{byte(i)}).Read(blob) // no two chunks alike
+		rec := &recorder{}
+		w := &blobWriter{stream: rec, cancel: func() {}}
+		d, err := w.copy(bytes.NewReader(blob), int64(size), &bufs)
+		if err != nil {
+			t.Fatalf("blob %d: %v", i, err)
+		}
+		if !bytes.Equal(rec.got, blob) || d != digest.FromBytes(blob) {
+			t.Errorf("blob %d: containerd got %d bytes (digest %s); want the %d sent (%s)", i, len(rec.got), d, size, digest.FromBytes(blob))
+		}
+		if i == 0 {
+			first = &bufs[0][0]
+		} else if &bufs[0][0] != first {
+			t.Errorf("blob %d: a new buffer was made; want the first blob's", i)
+		}
 	}
 }

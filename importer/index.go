@@ -48,14 +48,19 @@ import (
 // message of containerd's client holds up to 8 MiB.
 const blobChunk = 4 << 20
 
-// chunkBuffer returns buf, or a larger buffer if buf is too small to send a
-// blob of size in chunks of blobChunk bytes: small archives do not pay for
-// (and clear) a whole chunk per blob.
-func chunkBuffer(buf []byte, size int64) []byte {
-	if n := int(min(max(size, 1), blobChunk)); len(buf) < n {
-		return make([]byte, n)
+// chunks are the buffers the writes of a blob are sent from (see
+// blobWriter.copy), one per write in flight, kept from blob to blob so that
+// an import allocates them once, not per blob. Each is made only as large
+// as the blobs so far needed, up to blobChunk: small archives do not pay
+// for (and clear) whole chunks.
+type chunks [writeWindow][]byte
+
+// buffer returns the i-th buffer, at least n bytes long.
+func (c *chunks) buffer(i, n int) []byte {
+	if len(c[i]) < n {
+		c[i] = make([]byte, n)
 	}
-	return buf
+	return c[i]
 }
 
 const jsonLimit = 20 << 20
@@ -157,10 +162,9 @@ func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 func (in ingester) importIndex(ctx context.Context, r io.Reader) ([]ocispec.Descriptor, error) {
 	tr := tar.NewReader(r)
 	c := newContents()
-	var buf []byte
+	var bufs chunks
 	err := c.walk(tr, func(hdr *tar.Header, name string) error {
-		buf = chunkBuffer(buf, hdr.Size)
-		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), buf)
+		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), &bufs)
 		if err != nil {
 			return fmt.Errorf("store %q: %w", hdr.Name, err)
 		}
@@ -281,7 +285,7 @@ func digestOfName(name string) digest.Digest {
 // writeBlob writes the size bytes of r to the content store under ref and
 // returns their digest, committing it with opts. With expected set and the
 // blob already in the store, r is skipped instead.
-func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, buf []byte, opts ...content.Opt) (digest.Digest, error) {
+func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, bufs *chunks, opts ...content.Opt) (digest.Digest, error) {
 	w, present, err := in.open(ctx, ref, size, expected)
 	switch {
 	case err != nil:
@@ -324,7 +328,7 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 		}
 	}
 
-	dgst, err := w.copy(r, size, buf)
+	dgst, err := w.copy(r, size, bufs)
 	if err != nil {
 		return "", err
 	}
@@ -493,7 +497,7 @@ func (in ingester) writeJSONBlob(ctx context.Context, v any, mediaType string, l
 		return ocispec.Descriptor{}, err
 	}
 	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
-	if _, err := in.writeBlob(ctx, bytes.NewReader(b), desc.Size, "manifest-"+desc.Digest.String(), desc.Digest, make([]byte, len(b)+1), content.WithLabels(labels)); err != nil {
+	if _, err := in.writeBlob(ctx, bytes.NewReader(b), desc.Size, "manifest-"+desc.Digest.String(), desc.Digest, &chunks{}, content.WithLabels(labels)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	return desc, nil

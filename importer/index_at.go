@@ -85,6 +85,11 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(secs[b].size, secs[a].size) })
 
 	digests := make([]digest.Digest, len(secs))
+	// The writers' buffers, passed from blob to blob.
+	free := make(chan *chunks, blobWriters)
+	for range blobWriters {
+		free <- &chunks{}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(blobWriters)
 	for _, i := range order {
@@ -98,7 +103,9 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 				want = known[s.name]
 			}
 			r := count(io.NewSectionReader(ra, s.off, s.size))
-			d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, want, chunkBuffer(nil, s.size))
+			bufs := <-free
+			d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, want, bufs)
+			free <- bufs
 			if err != nil {
 				return fmt.Errorf("store %q: %w", s.entry, err)
 			}

@@ -248,6 +248,8 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 	}
 	sec.add(row{num: "2", what: fmt.Sprintf("%s .tar, %d layers, no unpack", sizeName, b.cfg.layers), id: walls(layered[0]),
 		peer: layeredCs[1].label, peerD: walls(layered[1]), target: "≤ 0.7×", ratioMax: 0.7, runs: runsOf(layered[0], layered[1])})
+	sec.rss = append(sec.rss, rssRow{what: fmt.Sprintf("imagedrop import, %s .tar of %d layers, several written at once (max of %d runs)", sizeName, b.cfg.layers, len(layered[0])),
+		kib: maxRSS(layered[0]), size: b.cfg.size})
 
 	// 3. Compressed archives, alternating in the same rounds with the
 	// plain import they are held to and with their pipelines.
