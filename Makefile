@@ -39,8 +39,9 @@ test: setup lint
 	IMAGEDROP_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test $(GOTEST_FLAGS) ./importer/... $$($(GO) list ./e2e/... | grep -v /e2e/k8s)
 
 # Side-by-side benchmark against ctr and crictl on a private containerd 2.x,
-# then on Debian's containerd 1.6, written to BENCHMARKS.md. Takes about 45
-# minutes and needs ~15 GiB free in TMPDIR; `make bench BENCH_FLAGS=-quick`
+# then on Debian's containerd 1.6, written to BENCHMARKS.md. Takes about 40
+# minutes and needs ~15 GiB free in TMPDIR (and ~0.5 GiB in /dev/shm, for the
+# list case's control: -memory-dir); `make bench BENCH_FLAGS=-quick`
 # is a small run for development, BENCH_FLAGS=-containerd=$(CONTAINERD2)
 # leaves 1.6 out.
 BENCH_CONTAINERDS ?= $(CONTAINERD2),/usr/bin/containerd
