@@ -209,9 +209,9 @@ func requireTmpfs(dir string) error {
 // --pull-concurrency and the crictl loop again, on a second containerd
 // from the same binary whose root and state are on the tmpfs
 // b.cfg.memoryDir, so that no fsync waits for the disk. The pulls, the
-// registry and the clients are the same as on disk; what changes is only
-// how long containerd's flushes, several inside its metadata write lock,
-// take.
+// registry and the clients are the same as on disk; what changes is where
+// containerd writes, and with it how long its flushes, several of them
+// inside its metadata write lock, take.
 func (b *bench) listInMemory(ctx context.Context, bin string) ([]listRun, error) {
 	e, err := startRuntime(ctx, bin, b.cfg.memoryDir)
 	if err != nil {
