@@ -74,7 +74,7 @@ func isLocked(err error) bool {
 
 func openSession(ctx context.Context, writes contentWrites, ref string, size int64, expected digest.Digest) (*blobWriter, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	s, err := writes.Write(ctx)
+	s, err := writes.Write(ctx, grpc.ForceCodecV2(newWriteCodec()))
 	if err != nil {
 		cancel()
 		return nil, errgrpc.ToNative(err)
