@@ -277,11 +277,7 @@ func startRuntime(ctx context.Context, bin, parent string) (*runtimeEnv, error) 
 		_ = c.Stop()
 		return nil, err
 	}
-	e := &runtimeEnv{bin: bin, c: c, client: client, ctr: ctr, major: 1}
-	if strings.HasPrefix(c.Version, "v2") || strings.HasPrefix(c.Version, "2") {
-		e.major = 2
-	}
-	return e, nil
+	return &runtimeEnv{bin: bin, c: c, client: client, ctr: ctr, major: c.Major}, nil
 }
 
 func (e *runtimeEnv) stop() {

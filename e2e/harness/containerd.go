@@ -30,6 +30,7 @@ type Containerd struct {
 	Debug   string // unix socket of its debug server (/debug/pprof/…)
 	Dir     string
 	Version string // "1.6.20~ds1", "v2.4.2"
+	Major   int    // 1 or 2
 
 	cmd    *exec.Cmd
 	exited chan error
@@ -65,7 +66,7 @@ func StartContainerdIn(ctx context.Context, bin, parent string) (*Containerd, er
 	if err != nil {
 		return nil, err
 	}
-	c := &Containerd{Address: filepath.Join(dir, "containerd.sock"), Debug: filepath.Join(dir, "debug.sock"), Dir: dir, Version: version, exited: make(chan error, 1)}
+	c := &Containerd{Address: filepath.Join(dir, "containerd.sock"), Debug: filepath.Join(dir, "debug.sock"), Dir: dir, Version: version, Major: major, exited: make(chan error, 1)}
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		return nil, err
 	}
