@@ -84,12 +84,11 @@ func StartContainerdIn(ctx context.Context, bin, parent string) (*Containerd, er
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The shim of the same build comes first, so containers can run too.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(path)+":"+os.Getenv("PATH"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := startTied(cmd, c.exited); err != nil {
 		return nil, fmt.Errorf("start containerd: %w", err)
 	}
 	c.cmd = cmd
-	go func() { c.exited <- cmd.Wait() }()
 
 	if err := c.waitReady(ctx, 30*time.Second); err != nil {
 		_ = c.Stop()

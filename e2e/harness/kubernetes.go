@@ -290,11 +290,10 @@ func (k *Kubernetes) start(t testing.TB, name, bin string, args ...string) {
 	defer logf.Close()
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := startTied(p.cmd, p.exited); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
 	k.procs = append(k.procs, p)
 }
 

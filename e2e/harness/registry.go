@@ -144,12 +144,12 @@ func (r *Registry) start() error {
 	defer logf.Close()
 	cmd := exec.Command(r.bin, "serve", filepath.Join(r.dir, "config.yml"))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	waited := make(chan error, 1)
+	if err := startTied(cmd, waited); err != nil {
 		return fmt.Errorf("start docker-registry: %w", err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	go func() { <-waited; close(exited) }()
 	r.cmd, r.exited = cmd, exited
 
 	deadline := time.Now().Add(30 * time.Second)
