@@ -206,13 +206,21 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		}},
 		b.floorCommand("zstd -dc .tar.zst > /dev/null", []string{in.zst}, shell("zstd -dc "+quote(in.zst)+" > /dev/null"), nil),
 		b.floorCommand("gzip -dc .tar.gz > /dev/null", []string{in.gz}, shell("gzip -dc "+quote(in.gz)+" > /dev/null"), nil),
+		{label: "Go zstd decode (.tar.zst, page cache)", files: []string{in.zst}, run: func(context.Context, string) (sample, error) {
+			return decodeFile(in.zst)
+		}},
+		{label: "Go gzip decode (.tar.gz, page cache)", files: []string{in.gz}, run: func(context.Context, string) (sample, error) {
+			return decodeFile(in.gz)
+		}},
 	})
 	if err != nil {
 		return nil, err
 	}
 	for i, label := range []string{"dd bs=4M conv=fsync of the plain .tar to the same disk", "sha256sum of the plain .tar from page cache",
 		"Go crypto/sha256 (what containerd hashes with) of the plain .tar from page cache, in the bench process",
-		"zstd -dc of the .tar.zst to /dev/null", "gzip -dc of the .tar.gz to /dev/null"} {
+		"zstd -dc of the .tar.zst to /dev/null", "gzip -dc of the .tar.gz to /dev/null",
+		"decoding the .tar.zst in the bench process as imagedrop does (klauspost/compress zstd, one goroutine, checksum verified), to io.Discard",
+		"decoding the .tar.gz in the bench process as imagedrop does (klauspost/compress gzip), to io.Discard"} {
 		sec.floors = append(sec.floors, floorRow{label: label, d: walls(floors[i]), bytes: plainSize})
 	}
 
@@ -262,13 +270,18 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 	if err != nil {
 		return nil, err
 	}
+	const plainPeer = "imagedrop on the plain .tar (same rounds)"
+	sec.compressed.plain = zRes[0]
 	for i, z := range compressed {
 		id, pipe := zRes[1+2*i], zRes[2+2*i]
 		what := fmt.Sprintf("%s .tar.%s, no unpack", sizeName, z.key)
-		sec.add(row{num: "3", what: what, id: walls(id), peer: "imagedrop on the plain .tar (same rounds)", peerD: walls(zRes[0]),
+		sec.add(row{num: "3", what: what, id: walls(id), peer: plainPeer, peerD: walls(zRes[0]),
 			target: "≤ 1.15×", ratioMax: 1.15, runs: runsOf(id, zRes[0])})
 		sec.add(row{num: "3", what: what, id: walls(id), peer: zCs[2+2*i].label, peerD: walls(pipe), target: "≤ 0.8×", ratioMax: 0.8})
 		sec.rss = append(sec.rss, rssRow{what: fmt.Sprintf("imagedrop import, %s .tar.%s", sizeName, z.key), kib: maxRSS(id), size: b.cfg.size})
+		if len(id) > 0 {
+			sec.compressed.decoded = append(sec.compressed.decoded, decodedRuns{key: z.key, runs: id, floor: median(walls(floors[5+i]))})
+		}
 	}
 
 	// 4. Blobs already present: the same archive under a new name, into a

@@ -23,6 +23,8 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/imagedrop/imagedrop/e2e/harness"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // timeBin is GNU time, which reports a command's peak RSS.
@@ -421,4 +423,43 @@ func (d *daemon) waitDone(ctx context.Context, n int, timeout time.Duration) err
 		// price of up to 50 ms more measured.
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// decodeFile decompresses the gzip or zstd file path in the bench process
+// to io.Discard, with the library and decoder settings imagedrop decodes
+// with (one zstd decoder goroutine, its checksum verified): the CPU time a
+// compressed import cannot avoid, on one core.
+func decodeFile(path string) (sample, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return sample{}, err
+	}
+	defer f.Close()
+	start := time.Now()
+	br := bufio.NewReaderSize(f, 1<<20)
+	var r io.Reader
+	switch {
+	case strings.HasSuffix(path, ".zst"):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(false), zstd.WithDecoderMaxWindow(1<<29))
+		if err != nil {
+			return sample{}, err
+		}
+		defer zr.Close()
+		r = zr
+	case strings.HasSuffix(path, ".gz"):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return sample{}, err
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return sample{}, fmt.Errorf("%s: neither .gz nor .zst", path)
+	}
+	// Only Read: io.Copy would take the decoder's WriteTo, which imagedrop's
+	// read-ahead does not use.
+	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, make([]byte, 1<<20)); err != nil {
+		return sample{}, fmt.Errorf("decode %s: %w", path, err)
+	}
+	return sample{wall: time.Since(start)}, nil
 }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/imagedrop/imagedrop/importer"
 )
 
 // row is one line of the results table.
@@ -51,6 +53,22 @@ type section struct {
 	rssTarget     string
 	list          []listRun // case 10 at each --pull-concurrency, the peer last
 	memoryList    []listRun // case 10's control on a containerd in memory, the peer last
+	compressed    compressedRuns
+}
+
+// compressedRuns are the runs of case 3 that its explanation compares: the
+// plain import and each compressed one.
+type compressedRuns struct {
+	plain   []sample
+	decoded []decodedRuns
+}
+
+// decodedRuns are the runs of one compressed import, and how long decoding
+// its file alone took in the bench process (its floor).
+type decodedRuns struct {
+	key   string // "zst", "gz"
+	runs  []sample
+	floor time.Duration
 }
 
 // add appends r unless its case was not run (see -cases).
@@ -150,6 +168,7 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "| floor | %s | %s | |\n", f.label, list(f.d))
 		}
 		b.WriteString(s.cpuTable())
+		b.WriteString(compressedOverlap(s.compressed))
 		b.WriteString(s.listTable())
 	}
 	return b.String()
@@ -422,4 +441,29 @@ func ratioString(r float64) string {
 		return fmt.Sprintf("%.2g×", r)
 	}
 	return fmt.Sprintf("%.2f×", r)
+}
+
+// compressedOverlap tells, for each compressed import of case 3, how much
+// of its decoding showed in its wall time: how much longer it took than the
+// plain import, against how long decoding its file alone takes on one core.
+// None would be a decoder working wholly beside containerd's writes.
+func compressedOverlap(c compressedRuns) string {
+	if len(c.plain) == 0 || len(c.decoded) == 0 {
+		return ""
+	}
+	pw, pu := median(walls(c.plain)), medianCPU(c.plain)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### Case 3: how much of decoding shows\n\nimagedrop decodes in a goroutine of its own, reading ahead of the writes to containerd, on a thread of lower CPU priority (nice %d) so that containerd's writes, which store a blob one after another, are not kept waiting for a core. The plain import took %s (imagedrop's CPU %s, containerd's %s).",
+		importer.DecodeNice, seconds(pw), seconds(pu.command), seconds(pu.containerd))
+	for _, d := range c.decoded {
+		w, u := median(walls(d.runs)), medianCPU(d.runs)
+		shown := "none of it"
+		if extra := w - pw; extra > 0 && d.floor > 0 {
+			shown = fmt.Sprintf("%.0f%% of it", 100*float64(extra)/float64(d.floor))
+		}
+		fmt.Fprintf(&b, " Decoding the .tar.%s alone takes %s on one core (floors above); its import took %s (imagedrop's CPU %s, containerd's %s): %s showed in the wall time.",
+			d.key, seconds(d.floor), seconds(w), seconds(u.command), seconds(u.containerd), shown)
+	}
+	b.WriteString("\n")
+	return b.String()
 }
