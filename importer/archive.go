@@ -111,8 +111,9 @@ type DecompressOptions struct {
 // decompress returns the tar stream inside r and the compression it found.
 // A compressed stream is decompressed in a goroutine of its own, ahead of
 // the reader and at a lower CPU priority (see readAhead), so that
-// decompression overlaps with the writes to containerd. The returned closer stops that goroutine and
-// releases decoder resources; it does not close r.
+// decompression overlaps with the writes to containerd. The returned
+// closer stops that goroutine and releases decoder resources; it does not
+// close r.
 func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, func(), error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	head, err := br.Peek(sniffSize)

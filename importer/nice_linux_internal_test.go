@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"io"
 	"runtime"
 	"sync"
@@ -10,26 +11,24 @@ import (
 
 // niceOfThread is the nice value of the calling goroutine's thread. The
 // raw getpriority system call answers 20 - nice.
-func niceOfThread(t *testing.T) int {
-	t.Helper()
+func niceOfThread() (int, error) {
 	p, err := syscall.Getpriority(syscall.PRIO_PROCESS, syscall.Gettid())
-	if err != nil {
-		t.Fatalf("getpriority: %v", err)
-	}
-	return 20 - p
+	return 20 - p, err
 }
 
 // priorityReader records the nice value of each thread it is read on.
 type priorityReader struct {
-	t     *testing.T
 	left  int
 	mu    sync.Mutex
 	nices []int
+	err   error
 }
 
 func (r *priorityReader) Read(p []byte) (int, error) {
+	nice, err := niceOfThread()
 	r.mu.Lock()
-	r.nices = append(r.nices, niceOfThread(r.t))
+	r.nices = append(r.nices, nice)
+	r.err = cmp.Or(r.err, err)
 	r.mu.Unlock()
 	if r.left == 0 {
 		return 0, io.EOF
@@ -41,12 +40,15 @@ func (r *priorityReader) Read(p []byte) (int, error) {
 
 func TestReadAheadDecodesAtLowerPriority(t *testing.T) {
 	runtime.LockOSThread()
-	before := niceOfThread(t)
+	before, err := niceOfThread()
 	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatalf("getpriority: %v", err)
+	}
 	if before >= DecodeNice {
 		t.Skipf("the test runs at nice %d already, not below %d", before, DecodeNice)
 	}
-	src := &priorityReader{t: t, left: 5 << 20}
+	src := &priorityReader{left: 5 << 20}
 	ra := newReadAhead(src, 1<<20, 2)
 	if n, err := io.Copy(io.Discard, ra); err != nil || n != 5<<20 {
 		t.Fatalf("read %d bytes, %v; want %d", n, err, 5<<20)
@@ -54,6 +56,9 @@ func TestReadAheadDecodesAtLowerPriority(t *testing.T) {
 	ra.Close()
 	src.mu.Lock()
 	defer src.mu.Unlock()
+	if src.err != nil {
+		t.Fatalf("getpriority in the read-ahead goroutine: %v", src.err)
+	}
 	for i, nice := range src.nices {
 		if nice != DecodeNice {
 			t.Errorf("read %d of the source ran at nice %d, want %d", i, nice, DecodeNice)
@@ -66,10 +71,14 @@ func TestReadAheadDecodesAtLowerPriority(t *testing.T) {
 		go func() {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			done <- niceOfThread(t)
+			nice, err := niceOfThread()
+			if err != nil {
+				nice = -100
+			}
+			done <- nice
 		}()
 		if got := <-done; got != before {
-			t.Fatalf("a goroutine started after Close runs at nice %d, want %d", got, before)
+			t.Fatalf("a goroutine started after Close runs at nice %d (-100: getpriority failed), want %d", got, before)
 		}
 	}
 }
