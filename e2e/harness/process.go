@@ -7,7 +7,8 @@ import (
 )
 
 // startTied starts cmd so that the kernel kills it (SIGKILL) if the test
-// binary dies first, and sends cmd.Wait's result to exited once it exits.
+// binary dies first, and sends cmd.Wait's result to exited once it exits
+// (give exited room for it: nothing else may be waiting to receive).
 //
 // Linux sends that parent-death signal when the thread that started the
 // child ends, not the process; and Go ends a thread when a goroutine exits

@@ -16,7 +16,6 @@ func TestStartTiedOutlivesExitingThreads(t *testing.T) {
 	if err := startTied(cmd, exited); err != nil {
 		t.Fatal(err)
 	}
-	var waited error
 	gone := false
 	defer func() {
 		if !gone {
@@ -33,9 +32,9 @@ func TestStartTiedOutlivesExitingThreads(t *testing.T) {
 		<-done
 	}
 	select {
-	case waited = <-exited:
+	case err := <-exited:
 		gone = true
-		t.Fatalf("the child died when threads of the test binary ended: %v", waited)
+		t.Fatalf("the child died when threads of the test binary ended: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
