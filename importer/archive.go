@@ -110,10 +110,9 @@ type DecompressOptions struct {
 
 // decompress returns the tar stream inside r and the compression it found.
 // A compressed stream is decompressed in a goroutine of its own, ahead of
-// the reader and at a lower CPU priority (see readAhead), so that
-// decompression overlaps with the writes to containerd. The returned
-// closer stops that goroutine and releases decoder resources; it does not
-// close r.
+// the reader (see readAhead), so that decompression overlaps with the
+// writes to containerd. The returned closer stops that goroutine and
+// releases decoder resources; it does not close r.
 func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, func(), error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	head, err := br.Peek(sniffSize)
@@ -158,10 +157,6 @@ func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, fu
 	return ra, c, func() { ra.Close(); done() }, nil
 }
 
-// DecodeNice is the nice value (Linux) of the thread a compressed archive
-// is decompressed on, below imagedrop's other threads (see lowerPriority).
-const DecodeNice = 10
-
 // Read-ahead of decompressed data: up to readAheadDepth chunks of
 // readAheadChunk bytes wait for the reader, a few MiB at most.
 const (
@@ -193,10 +188,8 @@ func newReadAhead(r io.Reader, size, depth int) *readAhead {
 }
 
 // fill reads r into chunks until r fails or Close is called. At most total
-// chunks exist: depth in the channel, one being filled, one being read. It
-// runs at a lower CPU priority than the rest of imagedrop (lowerPriority).
+// chunks exist: depth in the channel, one being filled, one being read.
 func (ra *readAhead) fill(r io.Reader, size, total int) {
-	lowerPriority()
 	defer func() {
 		if ra.err == nil { // stopped by Close
 			ra.err = io.ErrClosedPipe

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/imagedrop/imagedrop/importer"
 )
 
 // row is one line of the results table.
@@ -453,8 +451,8 @@ func compressedOverlap(c compressedRuns) string {
 	}
 	pw, pu := median(walls(c.plain)), medianCPU(c.plain)
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### Case 3: how much of decoding shows\n\nimagedrop decodes in a goroutine of its own, reading ahead of the writes to containerd, on a thread of lower CPU priority (nice %d) meant to leave a core to containerd's writes, which store a blob one after another. The plain import took %s (imagedrop's CPU %s, containerd's %s).",
-		importer.DecodeNice, seconds(pw), seconds(pu.command), seconds(pu.containerd))
+	fmt.Fprintf(&b, "\n### Case 3: how much of decoding shows\n\nimagedrop decodes in a goroutine of its own, reading ahead of the writes to containerd. The plain import took %s (imagedrop's CPU %s, containerd's %s).",
+		seconds(pw), seconds(pu.command), seconds(pu.containerd))
 	for _, d := range c.decoded {
 		w, u := median(walls(d.runs)), medianCPU(d.runs)
 		shown := "none of it"

@@ -12,8 +12,9 @@ import (
 //
 // Linux sends that parent-death signal when the thread that started the
 // child ends, not the process; and Go ends a thread when a goroutine exits
-// locked to it, as the importer's decoding goroutine does. So the child is
-// started from a goroutine that keeps its thread until the child is gone.
+// locked to it (code under test did, for a while: a decoder on a thread of
+// lower priority). So the child is started from a goroutine that keeps its
+// thread until the child is gone.
 func startTied(cmd *exec.Cmd, exited chan<- error) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
