@@ -425,41 +425,126 @@ func (d *daemon) waitDone(ctx context.Context, n int, timeout time.Duration) err
 	}
 }
 
-// decodeFile decompresses the gzip or zstd file path in the bench process
-// to io.Discard, with the library and decoder settings imagedrop decodes
-// with (one zstd decoder goroutine, its checksum verified): the CPU time a
-// compressed import cannot avoid, on one core.
-func decodeFile(path string) (sample, error) {
+// openDecoder opens the gzip or zstd file path with the library and decoder
+// settings imagedrop decodes with (one zstd decoder goroutine, its checksum
+// verified). The returned func closes the decoder and the file.
+func openDecoder(path string) (io.Reader, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return sample{}, err
+		return nil, nil, err
 	}
-	defer f.Close()
-	start := time.Now()
 	br := bufio.NewReaderSize(f, 1<<20)
-	var r io.Reader
 	switch {
 	case strings.HasSuffix(path, ".zst"):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(false), zstd.WithDecoderMaxWindow(1<<29))
 		if err != nil {
-			return sample{}, err
+			f.Close()
+			return nil, nil, err
 		}
-		defer zr.Close()
-		r = zr
+		return zr, func() { zr.Close(); f.Close() }, nil
 	case strings.HasSuffix(path, ".gz"):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return sample{}, err
+			f.Close()
+			return nil, nil, err
 		}
-		defer zr.Close()
-		r = zr
-	default:
-		return sample{}, fmt.Errorf("%s: neither .gz nor .zst", path)
+		return zr, func() { zr.Close(); f.Close() }, nil
 	}
+	f.Close()
+	return nil, nil, fmt.Errorf("%s: neither .gz nor .zst", path)
+}
+
+// decodeChunk is the size of the reads from a decoder here, as imagedrop's
+// read-ahead reads its decoder.
+const decodeChunk = 1 << 20
+
+// decodeFile decompresses path (see openDecoder) in the bench process to
+// io.Discard: the CPU time a compressed import cannot avoid, on one core.
+func decodeFile(path string) (sample, error) {
+	start := time.Now()
+	r, closeDecoder, err := openDecoder(path)
+	if err != nil {
+		return sample{}, err
+	}
+	defer closeDecoder()
 	// Only Read: io.Copy would take the decoder's WriteTo, which imagedrop's
 	// read-ahead does not use.
-	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, make([]byte, decodeChunk)); err != nil {
 		return sample{}, fmt.Errorf("decode %s: %w", path, err)
 	}
 	return sample{wall: time.Since(start)}, nil
+}
+
+// decodeBeside decompresses path (see openDecoder) to io.Discard at the pace
+// of containerd's writes: it decodes at most ahead bytes more than the
+// process pid has written since it started, as imagedrop's read-ahead runs
+// ahead of the writes it feeds. Once free is closed it decodes the rest
+// without waiting.
+func decodeBeside(path string, pid int, ahead int64, free <-chan struct{}) error {
+	r, closeDecoder, err := openDecoder(path)
+	if err != nil {
+		return err
+	}
+	defer closeDecoder()
+	start, err := processWritten(pid)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, decodeChunk)
+	var decoded int64
+	freed := false
+	for {
+		for !freed {
+			written, err := processWritten(pid)
+			if err != nil {
+				return err
+			}
+			if decoded <= written-start+ahead {
+				break
+			}
+			select {
+			case <-free:
+				freed = true
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+		n, err := readFull(r, buf)
+		decoded += int64(n)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("decode %s: %w", path, err)
+		}
+	}
+}
+
+// readFull is io.ReadFull, except that it returns io.EOF at the end of r
+// even after a short read.
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// processWritten is the bytes the process pid has written through system
+// calls so far (wchar of /proc/PID/io): for containerd importing a blob,
+// about the blob's bytes received so far.
+func processWritten(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/io: no wchar", pid)
 }
