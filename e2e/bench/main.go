@@ -86,7 +86,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.listImages, "list-images", 20, "images in the list of the list case")
 	fs.StringVar(&listLayerSize, "list-layer-size", listLayerSize, "size of each of the 2 layers of a list image, uncompressed")
 	fs.StringVar(&c.memoryDir, "memory-dir", "/dev/shm", "a tmpfs where the list case runs again on a containerd whose root is in memory, as a control without disk flushes; empty leaves it out")
-	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,compressed,again,again-named,unpack,latency,many,big,restart,list); default all")
+	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
