@@ -508,29 +508,15 @@ func decodeBeside(path string, pid int, ahead int64, free <-chan struct{}) error
 			case <-time.After(2 * time.Millisecond):
 			}
 		}
-		n, err := readFull(r, buf)
+		n, err := io.ReadFull(r, buf)
 		decoded += int64(n)
 		switch {
-		case errors.Is(err, io.EOF):
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			return nil
 		case err != nil:
 			return fmt.Errorf("decode %s: %w", path, err)
 		}
 	}
-}
-
-// readFull is io.ReadFull, except that it returns io.EOF at the end of r
-// even after a short read.
-func readFull(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // processWritten is the bytes the process pid has written through system
