@@ -224,34 +224,42 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		{"zst", "zstd", in.zst, "zstd, one goroutine, checksum verified"},
 		{"gz", "gzip", in.gz, "gzip"},
 	}
-	floorCs := []contender{
-		b.floorCommand("dd bs=4M conv=fsync (plain .tar → disk)", []string{in.plain},
-			[]string{"dd", "if=" + in.plain, "of=" + ddOut, "bs=4M", "conv=fsync", "status=none"}, func() error { return os.Remove(ddOut) }),
-		b.floorCommand("sha256sum (plain .tar, page cache)", []string{in.plain}, []string{"sha256sum", in.plain}, nil),
-		{label: "Go crypto/sha256 (plain .tar, page cache)", files: []string{in.plain}, run: func(context.Context, string) (sample, error) {
-			return hashFile(in.plain)
-		}},
+	// Each floor: what runs it, and its label in the report.
+	type floorRun struct {
+		c     contender
+		label string
 	}
-	floorLabels := []string{"dd bs=4M conv=fsync of the plain .tar to the same disk", "sha256sum of the plain .tar from page cache",
-		"Go crypto/sha256 (what containerd hashes with) of the plain .tar from page cache, in the bench process"}
+	floorRuns := []floorRun{
+		{b.floorCommand("dd bs=4M conv=fsync (plain .tar → disk)", []string{in.plain},
+			[]string{"dd", "if=" + in.plain, "of=" + ddOut, "bs=4M", "conv=fsync", "status=none"}, func() error { return os.Remove(ddOut) }),
+			"dd bs=4M conv=fsync of the plain .tar to the same disk"},
+		{b.floorCommand("sha256sum (plain .tar, page cache)", []string{in.plain}, []string{"sha256sum", in.plain}, nil),
+			"sha256sum of the plain .tar from page cache"},
+		{contender{label: "Go crypto/sha256 (plain .tar, page cache)", files: []string{in.plain}, run: func(context.Context, string) (sample, error) {
+			return hashFile(in.plain)
+		}}, "Go crypto/sha256 (what containerd hashes with) of the plain .tar from page cache, in the bench process"},
+	}
 	for _, z := range compressed {
-		floorCs = append(floorCs, b.floorCommand(z.tool+" -dc .tar."+z.key+" > /dev/null", []string{z.file}, shell(z.tool+" -dc "+quote(z.file)+" > /dev/null"), nil))
-		floorLabels = append(floorLabels, z.tool+" -dc of the .tar."+z.key+" to /dev/null")
+		floorRuns = append(floorRuns, floorRun{b.floorCommand(z.tool+" -dc .tar."+z.key+" > /dev/null", []string{z.file}, shell(z.tool+" -dc "+quote(z.file)+" > /dev/null"), nil),
+			z.tool + " -dc of the .tar." + z.key + " to /dev/null"})
 	}
 	decodeFloor := map[string]int{} // the floor of decoding each compressed file, by key
 	for _, z := range compressed {
-		decodeFloor[z.key] = len(floorCs)
-		floorCs = append(floorCs, contender{label: "Go " + z.tool + " decode (.tar." + z.key + ", page cache)", files: []string{z.file}, run: func(context.Context, string) (sample, error) {
+		decodeFloor[z.key] = len(floorRuns)
+		floorRuns = append(floorRuns, floorRun{contender{label: "Go " + z.tool + " decode (.tar." + z.key + ", page cache)", files: []string{z.file}, run: func(context.Context, string) (sample, error) {
 			return decodeFile(z.file)
-		}})
-		floorLabels = append(floorLabels, "decoding the .tar."+z.key+" in the bench process as imagedrop does (klauspost/compress "+z.decoder+"), to io.Discard")
+		}}, "decoding the .tar." + z.key + " in the bench process as imagedrop does (klauspost/compress " + z.decoder + "), to io.Discard"})
+	}
+	floorCs := make([]contender, len(floorRuns))
+	for i, f := range floorRuns {
+		floorCs[i] = f.c
 	}
 	floors, err := b.compare(ctx, e, "floor", floorCs)
 	if err != nil {
 		return nil, err
 	}
-	for i, label := range floorLabels {
-		sec.floors = append(sec.floors, floorRow{label: label, d: walls(floors[i]), bytes: plainSize})
+	for i, f := range floorRuns {
+		sec.floors = append(sec.floors, floorRow{label: f.label, d: walls(floors[i]), bytes: plainSize})
 	}
 
 	// 1. Plain archive, no unpack.
