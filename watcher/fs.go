@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,19 +11,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// probeWindow is how long a file that appeared by Create is watched for
-// Write events before it is taken as complete; see the package comment.
-const probeWindow = 40 * time.Millisecond
-
 // configMapData is the symlink a Kubernetes ConfigMap volume swaps on update.
 const configMapData = "..data"
-
-// pending is a file that is not yet known to be complete.
-type pending struct {
-	probe    bool      // appeared by Create, no Write seen yet
-	last     fileStat  // as of the last event or check
-	deadline time.Time // when to check again
-}
 
 // found is a file seen by a walk.
 type found struct {
@@ -119,7 +107,7 @@ func (l *loop) walk(root, dir string) map[string]bool {
 			l.watched[p] = struct{}{}
 			return nil
 		}
-		if Kind(p) == "" {
+		if l.w.match(p) == "" {
 			return nil
 		}
 		st, err := statFile(p)
@@ -140,29 +128,6 @@ func (l *loop) walk(root, dir string) map[string]bool {
 		l.found(f, dir, now)
 	}
 	return seen
-}
-
-// found deals with a file seen by a walk: queued at once, or left to settle
-// if it may still be written.
-func (l *loop) found(fd found, dir string, now time.Time) {
-	f := l.w.files[fd.path]
-	if f != nil && !f.queued && !f.running && (f.state == StateDone || f.state == StateFailed) {
-		if r := l.recs[fd.path]; r != nil && r.same(fd.stat) {
-			return // nothing new
-		}
-	}
-	if f == nil {
-		f = l.touch(fd.path, dir)
-	}
-	f.size = fd.stat.Size
-	if _, ok := l.pend[fd.path]; ok {
-		return
-	}
-	if now.Sub(fd.stat.Mtime) < l.w.cfg.Settle {
-		l.pend[fd.path] = &pending{last: fd.stat, deadline: now.Add(l.w.cfg.Settle)}
-		return
-	}
-	l.submit(fd.path, true)
 }
 
 // reconcile forgets the files below d that a walk of d did not see.
@@ -186,10 +151,9 @@ func (l *loop) reconcile(d string, seen map[string]bool) {
 // touch returns the file at path, creating it if new.
 func (l *loop) touch(path, dir string) *file {
 	if f := l.w.files[path]; f != nil {
-		f.gone = false // removed during its job, and back already
 		return f
 	}
-	f := &file{path: path, dir: dir, kind: Kind(path), state: StateQueued, initial: l.starting}
+	f := &file{path: path, dir: dir, kind: l.w.match(path), initial: l.starting}
 	if f.initial {
 		l.outstanding++
 	}
@@ -295,53 +259,7 @@ func (l *loop) created(name, dir string) {
 		l.walk(name, dir)
 		return
 	}
-	l.pendFile(name, dir, true, probeWindow)
-}
-
-// written handles a Write or Chmod: the file settles again.
-func (l *loop) written(name, dir string) {
-	l.pendFile(name, dir, false, l.w.cfg.Settle)
-}
-
-// pendFile takes a supported file out of the queue until it has been
-// unchanged for wait (a probe also requires that no Write arrived).
-func (l *loop) pendFile(name, dir string, probe bool, wait time.Duration) {
-	if Kind(name) == "" {
-		return
-	}
-	st, err := statFile(name)
-	if err != nil {
-		return
-	}
-	f := l.touch(name, dir)
-	f.size = st.Size
-	l.unqueue(f)
-	l.pend[name] = &pending{probe: probe, last: st, deadline: time.Now().Add(wait)}
-}
-
-// settled checks a pending file whose deadline passed: it is queued if
-// complete, settles again if it changed, and is forgotten if gone.
-func (l *loop) settled(path string, now time.Time) {
-	pe := l.pend[path]
-	st, err := statFile(path)
-	if err != nil {
-		delete(l.pend, path)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) {
-			l.fileGone(path)
-			return
-		}
-		l.w.log.Warn("stat_failed", "path", path, "err", err)
-		return
-	}
-	if (pe.probe && st.Size == 0) || !st.same(pe.last) {
-		*pe = pending{last: st, deadline: now.Add(l.w.cfg.Settle)}
-		return
-	}
-	delete(l.pend, path)
-	if f := l.w.files[path]; f != nil {
-		f.size = st.Size
-	}
-	l.submit(path, true)
+	l.pendFile(name, dir, true, probeWindow) // see settle.go
 }
 
 // configMapSwap handles a new ..data symlink in dir: a ConfigMap volume was
@@ -355,7 +273,7 @@ func (l *loop) configMapSwap(cmDir, dir string) {
 	l.w.log.Info("configmap_updated", "path", cmDir)
 	for _, e := range entries {
 		p := filepath.Join(cmDir, e.Name())
-		if hidden(e.Name()) || Kind(p) == "" {
+		if hidden(e.Name()) || l.w.match(p) == "" {
 			continue
 		}
 		st, err := statFile(p)
@@ -363,13 +281,13 @@ func (l *loop) configMapSwap(cmDir, dir string) {
 			continue
 		}
 		f := l.w.files[p]
-		if r := l.recs[p]; r != nil && r.same(st) && f != nil && !f.running {
+		if r := l.recs[p]; r != nil && r.same(st) && f != nil && !l.q.state(p).busy() {
 			continue
 		}
 		f = l.touch(p, dir)
 		f.size = st.Size
 		delete(l.pend, p)
-		l.submit(p, true)
+		l.ready(p)
 	}
 }
 

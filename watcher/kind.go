@@ -29,3 +29,6 @@ func Kind(path string) string {
 	}
 	return ""
 }
+
+// match returns the kind of the file at path, or "" for a file to ignore.
+func (w *Watcher) match(path string) string { return Kind(path) }

@@ -1,375 +1,328 @@
 package watcher
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"math/rand/v2"
+	"maps"
 	"slices"
 	"time"
 )
 
-// job is one unit of work for a worker: a file to process, or images to
-// unpin.
-type job struct {
-	path  string
-	rec   *record  // what was recorded for path, if anything (a copy)
-	unpin []string // set for an unpin job
+// entryState is where one path stands in the queue. Every transition is made
+// by one of the queue's methods below; nothing else writes it.
+type entryState int
+
+const (
+	// entryIdle: nothing to do until the file is ready again. It was
+	// processed, failed with no retry (at shutdown), or is settling.
+	entryIdle entryState = iota
+	// entryQueued: waiting for a worker.
+	entryQueued
+	// entryRunning: a worker has it.
+	entryRunning
+	// entryRerun: a worker has it and the file changed meanwhile; it is
+	// queued again when the job ends.
+	entryRerun
+	// entryGone: a worker has it and the file went away meanwhile; it is
+	// forgotten when the job ends.
+	entryGone
+	// entryRetry: the last job failed; it is queued again when its time in
+	// queue.retries comes.
+	entryRetry
+)
+
+var entryStateNames = [...]string{"idle", "queued", "running", "rerun", "gone", "retry"}
+
+func (s entryState) String() string { return entryStateNames[s] }
+
+// busy reports whether a worker has the path.
+func (s entryState) busy() bool {
+	return s == entryRunning || s == entryRerun || s == entryGone
 }
 
-// result is what a worker made of a job.
-type result struct {
-	job
-	stat    fileStat
-	statErr error
-	skipped bool
-	out     Outcome
-	err     error
-	dur     time.Duration
+// entry is the queue's knowledge of one path.
+type entry struct {
+	state    entryState
+	failures int // consecutive failed jobs, for the backoff
 }
 
-// submit puts path in the queue unless it is there already; a running file
-// is queued again after its job. changed resets the backoff.
-func (l *loop) submit(path string, changed bool) {
-	f := l.w.files[path]
-	if f == nil {
-		return
+// jobResult is how a file's job ended, as far as the queue cares.
+type jobResult int
+
+const (
+	jobSucceeded jobResult = iota // processed, or skipped as unchanged
+	jobFailed                     // the Processor failed
+	jobVanished                   // the file was not there when the job began
+)
+
+// queue schedules the work of the watcher: one entry per path, so a path is
+// never processed twice at once; paths in the order they became ready;
+// failed paths retried with backoff; and images unpinned only when nothing
+// else runs. It does no I/O and reads no clock: callers pass now in. Only the
+// loop's goroutine uses it.
+type queue struct {
+	workers int
+	backoff func(failures int) time.Duration
+
+	entries  map[string]*entry    // paths that are not idle, or have failures
+	order    []string             // the entryQueued paths, first to run first
+	retries  map[string]time.Time // the entryRetry paths, and when they are due
+	inFlight int                  // jobs handed out and not done, the unpin job included
+	stopping bool
+
+	unpin      map[string]struct{} // images waiting to be unpinned
+	unpinning  bool                // the unpin job is running
+	unpinFails int
+	unpinAt    time.Time // no unpin before this, after a failure
+}
+
+func newQueue(workers int, backoff func(failures int) time.Duration) *queue {
+	return &queue{
+		workers: workers,
+		backoff: backoff,
+		entries: map[string]*entry{},
+		retries: map[string]time.Time{},
+		unpin:   map[string]struct{}{},
 	}
-	if changed {
-		f.failures = 0
-		delete(l.retries, path)
+}
+
+// state returns the state of path; an unknown path is idle.
+func (q *queue) state(path string) entryState {
+	if e := q.entries[path]; e != nil {
+		return e.state
 	}
-	if f.running {
-		if !f.rerun {
-			l.w.log.Debug("file_changed_while_running", "path", path)
+	return entryIdle
+}
+
+// failures returns how many jobs of path failed in a row.
+func (q *queue) failures(path string) int {
+	if e := q.entries[path]; e != nil {
+		return e.failures
+	}
+	return 0
+}
+
+// depth returns how many paths wait for a worker.
+func (q *queue) depth() int { return len(q.order) }
+
+// ready is told that path is complete and new or changed. It is queued, with
+// its failures forgotten (a change may have mended it); a path a worker has
+// is queued again after its job.
+func (q *queue) ready(path string) {
+	e := q.entries[path]
+	if e == nil {
+		e = &entry{}
+		q.entries[path] = e
+	}
+	e.failures = 0
+	switch e.state {
+	case entryRunning, entryGone:
+		e.state = entryRerun
+	case entryIdle, entryRetry:
+		q.enqueue(path, e)
+	}
+}
+
+// retry queues failed paths whose retry time has come, keeping their
+// failures, and returns them in order.
+func (q *queue) retry(now time.Time) []string {
+	var due []string
+	for p, at := range q.retries {
+		if !now.Before(at) {
+			due = append(due, p)
 		}
-		f.rerun = true
-		f.gone = false
-		return
 	}
-	delete(l.retries, path)
-	if f.queued {
-		return
+	slices.Sort(due)
+	for _, p := range due {
+		q.enqueue(p, q.entries[p])
 	}
-	f.queued = true
-	f.state = StateQueued
-	l.queue = append(l.queue, path)
+	return due
 }
 
-// unqueue takes f out of the queue, because it changed and must settle.
-func (l *loop) unqueue(f *file) {
-	if !f.queued {
+// hold is told that path is changing: it leaves the queue until it is ready
+// again. A job that runs is not disturbed.
+func (q *queue) hold(path string) {
+	e := q.entries[path]
+	if e == nil {
 		return
 	}
-	f.queued = false
-	if i := slices.Index(l.queue, f.path); i >= 0 {
-		l.queue = slices.Delete(l.queue, i, i+1)
+	switch e.state {
+	case entryQueued:
+		q.dequeue(path)
+		q.idle(path, e)
+	case entryRetry:
+		delete(q.retries, path)
+		q.idle(path, e)
 	}
 }
 
-// nextJob returns the job to hand to a worker and the channel to send it on,
-// or a nil channel if there is nothing to do now.
-//
-// Images are unpinned only while no file is being processed, with the claims
-// of every recorded file checked at that moment, so an unpin never races with
-// an import that pins the same image. Unpinning waits for an idle moment.
-func (l *loop) nextJob(now time.Time) (job, chan job) {
-	if l.stopping || l.unpinning || l.inFlight >= l.w.cfg.Workers {
-		return job{}, nil
+// gone is told that path went away. It returns true if the path is forgotten
+// now; if a worker has it, it returns false, and done reports it forgotten
+// when the job ends.
+func (q *queue) gone(path string) bool {
+	e := q.entries[path]
+	if e == nil {
+		return true
 	}
-	if len(l.queue) > 0 {
-		p := l.queue[0]
-		j := job{path: p}
-		if r := l.recs[p]; r != nil {
-			c := *r
-			c.Images = slices.Clone(r.Images)
-			j.rec = &c
-		}
-		return j, l.jobs
+	switch e.state {
+	case entryRunning, entryRerun:
+		e.state = entryGone
+		return false
+	case entryGone:
+		return false
+	case entryQueued:
+		q.dequeue(path)
+	case entryRetry:
+		delete(q.retries, path)
 	}
-	if l.inFlight > 0 || len(l.unpin) == 0 || now.Before(l.unpinAt) {
-		return job{}, nil
-	}
-	claimed := l.claimed()
-	var names []string
-	for name := range l.unpin {
-		if _, ok := claimed[name]; ok {
-			delete(l.unpin, name) // a present file produces it: keep the pin
-			continue
-		}
-		names = append(names, name)
-	}
-	if len(names) == 0 {
-		l.markDirty()
-		return job{}, nil
-	}
-	slices.Sort(names)
-	return job{unpin: names}, l.jobs
+	delete(q.entries, path)
+	return true
 }
 
-// dispatched records that a worker took j.
-func (l *loop) dispatched(j job) {
-	l.inFlight++
+// next returns the job to start at now, if there is one. Files come first,
+// in order, up to the number of workers. Images are unpinned only when no
+// file is queued or running, so an unpin never races an import that pins the
+// same image; the caller drops the names a present file still claims (keep).
+func (q *queue) next(now time.Time) (job, bool) {
+	if q.stopping || q.unpinning || q.inFlight >= q.workers {
+		return job{}, false
+	}
+	if len(q.order) > 0 {
+		return job{path: q.order[0]}, true
+	}
+	if q.inFlight > 0 || len(q.unpin) == 0 || now.Before(q.unpinAt) {
+		return job{}, false
+	}
+	return job{unpin: slices.Sorted(maps.Keys(q.unpin))}, true
+}
+
+// started is told that a worker took j, as returned by next.
+func (q *queue) started(j job) {
+	q.inFlight++
 	if j.unpin != nil {
-		l.unpinning = true
+		q.unpinning = true
 		return
 	}
-	l.queue = l.queue[1:]
-	l.w.obs.JobStarted()
-	f := l.w.files[j.path]
-	f.queued = false
-	f.running = true
-	f.state = StateRunning
+	q.dequeue(j.path)
+	q.entries[j.path].state = entryRunning
 }
 
-// claimed returns the images that recorded files produce.
-func (l *loop) claimed() map[string]struct{} {
-	c := map[string]struct{}{}
-	for _, r := range l.recs {
-		for _, name := range r.Images {
-			c[name] = struct{}{}
+// done is told how the job of path ended. It returns the delay before the
+// path is retried (zero if it is not), and whether the path is to be
+// forgotten because it went away.
+func (q *queue) done(path string, res jobResult, now time.Time) (retryIn time.Duration, forget bool) {
+	q.inFlight--
+	e := q.entries[path]
+	after := e.state
+	switch res {
+	case jobVanished:
+		if after != entryRerun {
+			delete(q.entries, path)
+			return 0, true
 		}
+	case jobSucceeded:
+		e.failures = 0
+	case jobFailed:
+		e.failures++
 	}
-	return c
+	switch after {
+	case entryGone:
+		delete(q.entries, path)
+		return 0, true
+	case entryRerun:
+		e.failures = 0
+		q.enqueue(path, e)
+		return 0, false
+	}
+	if res != jobFailed || q.stopping {
+		q.idle(path, e)
+		return 0, false
+	}
+	retryIn = q.backoff(e.failures)
+	e.state = entryRetry
+	q.retries[path] = now.Add(retryIn)
+	return retryIn, false
 }
 
-func (l *loop) addUnpin(names []string) {
+// addUnpin adds images to unpin once nothing claims them.
+func (q *queue) addUnpin(names []string) {
 	for _, name := range names {
-		l.unpin[name] = struct{}{}
-	}
-	if len(names) > 0 {
-		l.markDirty()
+		q.unpin[name] = struct{}{}
 	}
 }
 
-// do runs one job; it is called by a worker.
-func (w *Watcher) do(ctx context.Context, j job) (r result) {
-	r.job = j
-	if j.unpin != nil {
-		r.err = w.img.Unpin(ctx, j.unpin)
-		return r
+// keep takes images out of those to unpin, because a present file claims
+// them.
+func (q *queue) keep(names []string) {
+	for _, name := range names {
+		delete(q.unpin, name)
 	}
-	r.stat, r.statErr = statFile(j.path)
-	if r.statErr != nil {
-		return r
-	}
-	if j.rec != nil && j.rec.Result == ResultSuccess && j.rec.same(r.stat) {
-		ok, err := w.img.Exist(ctx, j.rec.Images)
-		switch {
-		case err != nil:
-			w.log.Warn("image_check_failed", "path", j.path, "err", err)
-		case ok:
-			r.skipped = true
-			return r
-		}
-	}
-	start := time.Now()
-	defer func() {
-		r.dur = time.Since(start)
-		if v := recover(); v != nil {
-			r.err = fmt.Errorf("process %s: panic: %v", j.path, v)
-		}
-	}()
-	r.out, r.err = w.proc.Process(ctx, j.path)
-	return r
 }
 
-// finished records what a worker made of a job.
-func (l *loop) finished(r result) {
-	l.inFlight--
-	now := time.Now()
-	if r.unpin != nil {
-		l.unpinning = false
-		if r.err != nil {
-			l.unpinFails++
-			delay := l.backoff(l.unpinFails)
-			l.unpinAt = now.Add(delay)
-			l.w.log.Error("unpin_failed", "images", r.unpin, "err", r.err, "retry_in", delay)
-			return
+// unpins returns the images waiting to be unpinned, sorted.
+func (q *queue) unpins() []string { return slices.Sorted(maps.Keys(q.unpin)) }
+
+// unpinDone is told how the unpin job ended. After a failure the images are
+// kept and retried after the returned delay.
+func (q *queue) unpinDone(names []string, failed bool, now time.Time) (retryIn time.Duration) {
+	q.inFlight--
+	q.unpinning = false
+	if failed {
+		q.unpinFails++
+		retryIn = q.backoff(q.unpinFails)
+		q.unpinAt = now.Add(retryIn)
+		return retryIn
+	}
+	q.unpinFails = 0
+	q.unpinAt = time.Time{}
+	q.keep(names)
+	return 0
+}
+
+// stop ends scheduling: next returns nothing and failures are not retried.
+func (q *queue) stop() { q.stopping = true }
+
+// wake returns the earliest time the queue has something to do by the
+// clock (a retry, or an unpin after a failure), or zero.
+func (q *queue) wake() time.Time {
+	var wake time.Time
+	for _, at := range q.retries {
+		if wake.IsZero() || at.Before(wake) {
+			wake = at
 		}
-		l.unpinFails = 0
-		l.unpinAt = time.Time{}
-		for _, name := range r.unpin {
-			delete(l.unpin, name)
-		}
-		l.markDirty()
-		l.w.obs.Unpinned(len(r.unpin))
-		l.w.log.Info("images_unpinned", "images", r.unpin)
+	}
+	if len(q.unpin) > 0 && !q.unpinAt.IsZero() && (wake.IsZero() || q.unpinAt.Before(wake)) {
+		wake = q.unpinAt
+	}
+	return wake
+}
+
+func (q *queue) enqueue(path string, e *entry) {
+	switch e.state {
+	case entryQueued:
+		return
+	case entryRetry:
+		delete(q.retries, path)
+	}
+	e.state = entryQueued
+	q.order = append(q.order, path)
+}
+
+// dequeue takes path out of the order; the first path, the usual case, in
+// constant time.
+func (q *queue) dequeue(path string) {
+	if len(q.order) > 0 && q.order[0] == path {
+		q.order = q.order[1:]
 		return
 	}
-
-	l.w.obs.JobFinished()
-	l.changed = true
-	f := l.w.files[r.path]
-	f.running = false
-	l.dealtWith(f)
-	if errors.Is(r.statErr, fs.ErrNotExist) || errors.Is(r.statErr, errNotRegular) {
-		if f.rerun && !f.gone {
-			f.rerun = false
-			l.submit(r.path, true)
-			return
-		}
-		l.fileGone(r.path)
-		return
-	}
-
-	old := l.recs[r.path]
-	switch {
-	case r.skipped:
-		f.state = StateDone
-		f.err = ""
-		f.failures = 0
-		l.w.obs.FileProcessed(f.kind, ResultSkipped, 0)
-		l.w.log.Debug("file_unchanged", "path", r.path)
-	case r.err == nil && r.statErr == nil:
-		rec := l.record(r, ResultSuccess, dedupe(r.out.Images))
-		var dropped []string
-		if old != nil {
-			for _, name := range old.Images {
-				if !slices.Contains(rec.Images, name) {
-					dropped = append(dropped, name)
-				}
-			}
-		}
-		l.addUnpin(dropped)
-		f.state = StateDone
-		f.err = ""
-		f.failures = 0
-		l.w.obs.FileProcessed(f.kind, ResultSuccess, r.dur)
-		l.w.log.Info("file_processed", "path", r.path, "kind", f.kind, "images", rec.Images,
-			"bytes", r.out.Bytes, "duration", r.dur, "attempt", f.attempts+1)
-	default:
-		err := r.err
-		if err == nil {
-			err = r.statErr
-		}
-		// The images of a failed job are added to the recorded ones: a list
-		// reference that failed may still be wanted, so nothing is unpinned.
-		images := r.out.Images
-		if old != nil {
-			images = append(slices.Clone(old.Images), images...)
-		}
-		l.record(r, ResultFailure, dedupe(images))
-		f.state = StateFailed
-		f.err = err.Error()
-		f.failures++
-		l.w.obs.FileProcessed(f.kind, ResultFailure, r.dur)
-		if l.stopping {
-			l.w.log.Warn("file_failed", "path", r.path, "kind", f.kind, "attempt", f.attempts+1, "err", err)
-			break
-		}
-		delay := l.backoff(f.failures)
-		l.retries[r.path] = now.Add(delay)
-		l.w.obs.Retried()
-		l.w.log.Error("file_failed", "path", r.path, "kind", f.kind, "images", r.out.Images, "bytes", r.out.Bytes,
-			"duration", r.dur, "attempt", f.attempts+1, "err", err, "retry_in", delay)
-	}
-	if !r.skipped {
-		f.attempts++
-		f.duration = r.dur
-	}
-	if rec := l.recs[r.path]; rec != nil {
-		f.images = rec.Images
-		f.size = rec.Size
-		f.updated = rec.Updated
-		switch {
-		case r.out.Detail != nil:
-			f.detail = r.out.Detail
-		case len(rec.Detail) > 0:
-			f.detail = rec.Detail
-		}
-	}
-
-	switch {
-	case f.gone:
-		f.gone = false
-		l.fileGone(r.path)
-	case f.rerun:
-		f.rerun = false
-		l.submit(r.path, true)
+	if i := slices.Index(q.order, path); i >= 0 {
+		q.order = slices.Delete(q.order, i, i+1)
 	}
 }
 
-// record remembers the result of a job and returns the record.
-func (l *loop) record(r result, res string, images []string) *record {
-	rec := &record{fileStat: r.stat, Result: res, Images: images, Updated: time.Now()}
-	if r.out.Detail != nil {
-		b, err := json.Marshal(r.out.Detail)
-		if err != nil {
-			l.w.log.Warn("detail_not_encodable", "path", r.path, "err", err)
-		} else {
-			rec.Detail = b
-		}
+// idle makes path idle; an entry with nothing to remember is dropped, so the
+// queue holds only paths with something to do or a failure to back off from.
+func (q *queue) idle(path string, e *entry) {
+	e.state = entryIdle
+	if e.failures == 0 {
+		delete(q.entries, path)
 	}
-	l.recs[r.path] = rec
-	l.markDirty()
-	return rec
-}
-
-// fileGone forgets a file that is no longer there and queues its images for
-// unpinning. A running file is forgotten when its job ends.
-func (l *loop) fileGone(path string) {
-	f := l.w.files[path]
-	if f != nil && f.running {
-		f.gone = true
-		f.rerun = false
-		return
-	}
-	delete(l.pend, path)
-	delete(l.retries, path)
-	if f != nil {
-		l.changed = true
-		l.unqueue(f)
-		l.dealtWith(f)
-		delete(l.w.files, path)
-		l.w.log.Info("file_gone", "path", path)
-	}
-	if r := l.recs[path]; r != nil {
-		delete(l.recs, path)
-		l.addUnpin(r.Images)
-		l.markDirty()
-	}
-}
-
-// dealtWith marks a file of the startup walk as dealt with.
-func (l *loop) dealtWith(f *file) {
-	if !f.initial {
-		return
-	}
-	f.initial = false
-	l.outstanding--
-	l.checkReady()
-}
-
-// checkReady sets Ready once every file of the startup walk is dealt with.
-func (l *loop) checkReady() {
-	if l.w.ready || l.starting || l.outstanding > 0 {
-		return
-	}
-	l.w.ready = true
-	l.w.obs.InitialSyncComplete()
-	l.w.log.Info("initial_sync_complete", "files", len(l.w.files))
-}
-
-// backoff returns the delay before attempt n+1 after n failures: RetryMin
-// doubled n-1 times, capped at RetryMax, less up to a quarter of jitter.
-func (l *loop) backoff(n int) time.Duration {
-	d := l.w.cfg.RetryMin
-	for i := 1; i < n && d < l.w.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, l.w.cfg.RetryMax)
-	if q := d / 4; q > 0 {
-		d -= rand.N(q)
-	}
-	return d
-}
-
-// dedupe returns names sorted, without duplicates or empty names.
-func dedupe(names []string) []string {
-	out := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == "" })
-	slices.Sort(out)
-	return slices.Compact(out)
 }

@@ -55,7 +55,7 @@ func TestOverflowRescans(t *testing.T) {
 	defer fsw.Close() // its events are never read: they are "lost"
 	l := newLoop(w, fsw, &state{Version: stateVersion, Files: map[string]*record{}})
 	l.start()
-	for len(l.queue) > 0 {
+	for l.q.depth() > 0 {
 		j, _ := l.nextJob(time.Now())
 		l.dispatched(j)
 		st, err := statFile(j.path)
@@ -78,13 +78,13 @@ func TestOverflowRescans(t *testing.T) {
 	l.fsError(fsnotify.ErrEventOverflow)
 
 	want := []string{filepath.Join(dir, "c.tar"), filepath.Join(dir, "d.tar")}
-	if !slices.Equal(l.queue, want) {
-		t.Errorf("queue after rescan = %q, want %q", l.queue, want)
+	if !slices.Equal(l.q.order, want) {
+		t.Errorf("queue after rescan = %q, want %q", l.q.order, want)
 	}
 	if _, ok := w.files[filepath.Join(dir, "a.tar")]; ok {
 		t.Error("removed file still known after rescan")
 	}
-	if _, ok := l.unpin["img/a.tar"]; !ok || len(l.unpin) != 1 {
-		t.Errorf("images to unpin = %v, want img/a.tar", l.unpin)
+	if got := l.q.unpins(); !slices.Equal(got, []string{"img/a.tar"}) {
+		t.Errorf("images to unpin = %v, want img/a.tar", got)
 	}
 }

@@ -16,30 +16,23 @@ import (
 // deadlines, so that a flood cannot starve the timers.
 const maxDrain = 4096
 
-// loop is the state of one Run. Only the Run goroutine touches it, holding
+// loop is the state of one Run: what the directories hold, what was
+// recorded, and the queue. Only the Run goroutine touches it, holding
 // Watcher.mu.
 type loop struct {
 	w   *Watcher
 	fsw *fsnotify.Watcher
+	q   *queue
 
-	recs    map[string]*record   // what the state file remembers, by path
-	unpin   map[string]struct{}  // images waiting to be unpinned if nothing claims them
-	pend    map[string]*pending  // files waiting to be complete
-	retries map[string]time.Time // failed files waiting for their retry
-	watched map[string]struct{}  // directories watched inside the watched dirs
-	queue   []string             // files waiting for a worker, in order
+	recs    map[string]*record  // what the state file remembers, by path
+	pend    map[string]*pending // files waiting to be complete (settle.go)
+	watched map[string]struct{} // directories watched inside the watched dirs
 
 	jobs    chan job
 	results chan result
 
-	inFlight   int
-	unpinning  bool
-	unpinFails int
-	unpinAt    time.Time
-
 	starting    bool // within the startup walk
 	outstanding int  // files of the startup walk not yet dealt with
-	stopping    bool
 
 	dirty   bool
 	saveAt  time.Time
@@ -100,8 +93,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	// Shut down: no new jobs; running ones get the grace, then are cancelled.
 	w.mu.Lock()
-	l.stopping = true
-	inFlight := l.inFlight
+	l.q.stop()
+	inFlight := l.q.inFlight
 	w.mu.Unlock()
 	close(l.jobs)
 	if inFlight > 0 {
@@ -137,18 +130,15 @@ func newLoop(w *Watcher, fsw *fsnotify.Watcher, st *state) *loop {
 	l := &loop{
 		w:       w,
 		fsw:     fsw,
+		q:       w.q,
 		recs:    st.Files,
-		unpin:   map[string]struct{}{},
 		pend:    map[string]*pending{},
-		retries: map[string]time.Time{},
 		watched: map[string]struct{}{},
 		jobs:    make(chan job),
 		results: make(chan result),
 		changed: true,
 	}
-	for _, name := range st.Unpin {
-		l.unpin[name] = struct{}{}
-	}
+	l.q.addUnpin(st.Unpin)
 	return l
 }
 
@@ -231,34 +221,11 @@ func (l *loop) drain() {
 // tick handles what is due at now: files that may be complete, retries,
 // saving the state.
 func (l *loop) tick(now time.Time) {
-	var due []string
-	for p, pe := range l.pend {
-		if !now.Before(pe.deadline) {
-			due = append(due, p)
-		}
+	l.settle(now)
+	for _, p := range l.q.retry(now) {
+		l.changed = true
+		l.w.log.Info("retrying_file", "path", p, "attempt", l.w.files[p].attempts+1)
 	}
-	slices.Sort(due)
-	for _, p := range due {
-		if _, ok := l.pend[p]; ok {
-			l.settled(p, now)
-		}
-	}
-
-	due = due[:0]
-	for p, at := range l.retries {
-		if !now.Before(at) {
-			due = append(due, p)
-		}
-	}
-	slices.Sort(due)
-	for _, p := range due {
-		delete(l.retries, p)
-		if f := l.w.files[p]; f != nil {
-			l.w.log.Info("retrying_file", "path", p, "attempt", f.attempts+1)
-			l.submit(p, false)
-		}
-	}
-
 	if l.dirty && !now.Before(l.saveAt) {
 		l.save()
 	}
@@ -266,30 +233,76 @@ func (l *loop) tick(now time.Time) {
 
 // nextWake returns the earliest deadline the loop must wake for, or zero.
 func (l *loop) nextWake() time.Time {
-	var wake time.Time
+	wake := l.settleWake()
 	earlier := func(t time.Time) {
-		if wake.IsZero() || t.Before(wake) {
+		if !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
 			wake = t
 		}
 	}
-	for _, pe := range l.pend {
-		earlier(pe.deadline)
-	}
-	for _, at := range l.retries {
-		earlier(at)
-	}
-	if len(l.unpin) > 0 && !l.unpinAt.IsZero() {
-		earlier(l.unpinAt)
-	}
+	earlier(l.q.wake())
 	if l.dirty {
 		earlier(l.saveAt)
 	}
 	return wake
 }
 
+// nextJob returns the job to hand to a worker and the channel to send it on,
+// or a nil channel if there is nothing to do now. The images of an unpin job
+// that a recorded file still claims are kept pinned and dropped from it.
+func (l *loop) nextJob(now time.Time) (job, chan job) {
+	j, ok := l.q.next(now)
+	if !ok {
+		return job{}, nil
+	}
+	if j.unpin == nil {
+		if r := l.recs[j.path]; r != nil {
+			c := *r
+			c.Images = slices.Clone(r.Images)
+			j.rec = &c
+		}
+		return j, l.jobs
+	}
+	claimed := l.claimed()
+	var keep []string
+	j.unpin = slices.DeleteFunc(j.unpin, func(name string) bool {
+		_, ok := claimed[name]
+		if ok {
+			keep = append(keep, name)
+		}
+		return ok
+	})
+	if len(keep) > 0 {
+		l.q.keep(keep)
+		l.markDirty()
+	}
+	if len(j.unpin) == 0 {
+		return job{}, nil
+	}
+	return j, l.jobs
+}
+
+// dispatched records that a worker took j.
+func (l *loop) dispatched(j job) {
+	l.q.started(j)
+	if j.unpin == nil {
+		l.w.obs.JobStarted()
+	}
+}
+
+// ready is told that the file at path is complete: it is queued.
+func (l *loop) ready(path string) {
+	if l.w.files[path] == nil {
+		return
+	}
+	if l.q.state(path) == entryRunning {
+		l.w.log.Debug("file_changed_while_running", "path", path)
+	}
+	l.q.ready(path)
+}
+
 // report tells the Observer what changed.
 func (l *loop) report() {
-	if q := len(l.queue); q != l.lastQueued {
+	if q := l.q.depth(); q != l.lastQueued {
 		l.lastQueued = q
 		l.w.obs.SetQueueDepth(q)
 	}
@@ -297,41 +310,13 @@ func (l *loop) report() {
 		l.changed = false
 		l.w.obs.SetPinnedImages(len(l.claimed()))
 		failing := 0
-		for _, f := range l.w.files {
-			if f.state == StateFailed {
+		for p, f := range l.w.files {
+			if f.state(l.q.state(p)) == StateFailed {
 				failing++
 			}
 		}
 		l.w.obs.SetFilesFailing(failing)
 	}
-}
-
-// Saving the state is delayed a little, so that a burst of results is
-// written once.
-const (
-	saveDelay = 200 * time.Millisecond
-	saveRetry = 5 * time.Second
-)
-
-func (l *loop) markDirty() {
-	l.changed = true
-	if !l.dirty {
-		l.dirty = true
-		l.saveAt = time.Now().Add(saveDelay)
-	}
-}
-
-func (l *loop) save() {
-	s := &state{Version: stateVersion, Files: l.recs}
-	for name := range l.unpin {
-		s.Unpin = append(s.Unpin, name)
-	}
-	if err := saveState(l.w.cfg.StateFile, s); err != nil {
-		l.w.log.Error("state_save_failed", "path", l.w.cfg.StateFile, "err", err)
-		l.saveAt = time.Now().Add(saveRetry)
-		return
-	}
-	l.dirty = false
 }
 
 // fsError handles an error from fsnotify: an overflow means events were

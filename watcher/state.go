@@ -132,3 +132,28 @@ func saveState(path string, s *state) error {
 	}
 	return nil
 }
+
+// Saving the state is delayed a little, so that a burst of results is
+// written once.
+const (
+	saveDelay = 200 * time.Millisecond
+	saveRetry = 5 * time.Second
+)
+
+func (l *loop) markDirty() {
+	l.changed = true
+	if !l.dirty {
+		l.dirty = true
+		l.saveAt = time.Now().Add(saveDelay)
+	}
+}
+
+func (l *loop) save() {
+	s := &state{Version: stateVersion, Files: l.recs, Unpin: l.q.unpins()}
+	if err := saveState(l.w.cfg.StateFile, s); err != nil {
+		l.w.log.Error("state_save_failed", "path", l.w.cfg.StateFile, "err", err)
+		l.saveAt = time.Now().Add(saveRetry)
+		return
+	}
+	l.dirty = false
+}

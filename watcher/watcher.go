@@ -108,6 +108,7 @@ type Watcher struct {
 	// event, so Status sees a consistent picture.
 	mu    sync.Mutex
 	files map[string]*file
+	q     *queue
 	ready bool
 }
 
@@ -129,6 +130,7 @@ func New(cfg Config, log *slog.Logger, p Processor, img Images, obs Observer) (*
 		img:   img,
 		obs:   obs,
 		files: map[string]*file{},
+		q:     newQueue(cfg.Workers, Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}.Delay),
 	}
 	for _, d := range cfg.Dirs {
 		abs, err := filepath.Abs(d)
@@ -216,19 +218,19 @@ func (w *Watcher) Status() Status {
 	slices.Sort(paths)
 	s := Status{Ready: w.ready, Files: make([]FileStatus, 0, len(paths))}
 	for _, p := range paths {
-		s.Files = append(s.Files, w.files[p].status())
+		s.Files = append(s.Files, w.files[p].status(w.q.state(p)))
 	}
 	return s
 }
 
-// file is the watcher's knowledge of one present file.
+// file is the watcher's knowledge of one present file, for Status; where it
+// stands in the queue is the queue's.
 type file struct {
 	path string // absolute
 	dir  string // the watched directory it is in
 	kind string
 
-	// What Status shows.
-	state    string
+	last     string // StateDone or StateFailed once processed, else ""
 	attempts int
 	images   []string
 	err      string
@@ -237,16 +239,23 @@ type file struct {
 	duration time.Duration
 	detail   any
 
-	// Loop bookkeeping.
-	queued   bool // in the queue
-	running  bool // a worker has it
-	rerun    bool // changed while running: queue again after the job
-	gone     bool // removed while running: forget after the job
-	initial  bool // found by the startup walk and not yet dealt with
-	failures int  // consecutive failures, for backoff
+	initial bool // found by the startup walk and not yet dealt with
 }
 
-func (f *file) status() FileStatus {
+// state is what Status shows of the file, given its queue entry.
+func (f *file) state(s entryState) string {
+	switch {
+	case s.busy():
+		return StateRunning
+	case s == entryQueued || f.last == "":
+		return StateQueued
+	case s == entryRetry:
+		return StateFailed
+	}
+	return f.last
+}
+
+func (f *file) status(s entryState) FileStatus {
 	rel, err := filepath.Rel(f.dir, f.path)
 	if err != nil {
 		rel = f.path
@@ -258,7 +267,7 @@ func (f *file) status() FileStatus {
 	return FileStatus{
 		Path:            filepath.ToSlash(rel),
 		Kind:            f.kind,
-		State:           f.state,
+		State:           f.state(s),
 		Attempts:        f.attempts,
 		Images:          slices.Clone(images),
 		Error:           f.err,

@@ -1,0 +1,211 @@
+package watcher
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"slices"
+	"time"
+)
+
+// finished takes what a worker made of a job: the queue is told how it
+// ended, and the record and the file's status are brought up to date.
+func (l *loop) finished(r result) {
+	now := time.Now()
+	if r.unpin != nil {
+		l.unpinFinished(r, now)
+		return
+	}
+	l.w.obs.JobFinished()
+	l.changed = true
+	f := l.w.files[r.path]
+	l.dealtWith(f)
+
+	res := jobSucceeded
+	switch {
+	case errors.Is(r.statErr, fs.ErrNotExist) || errors.Is(r.statErr, errNotRegular):
+		res = jobVanished
+	case r.err != nil || r.statErr != nil:
+		res = jobFailed
+	}
+	retryIn, forget := l.q.done(r.path, res, now)
+	switch res {
+	case jobSucceeded:
+		l.succeeded(f, r)
+	case jobFailed:
+		l.failed(f, r, retryIn)
+	}
+	if res != jobVanished {
+		l.showRecord(f, r)
+	}
+	if forget {
+		l.drop(r.path)
+	}
+}
+
+// succeeded records a file that was processed, or skipped as unchanged, and
+// queues for unpinning the images it no longer produces.
+func (l *loop) succeeded(f *file, r result) {
+	f.last, f.err = StateDone, ""
+	if r.skipped {
+		l.w.obs.FileProcessed(f.kind, ResultSkipped, 0)
+		l.w.log.Debug("file_unchanged", "path", r.path)
+		return
+	}
+	old := l.recs[r.path]
+	rec := l.record(r, ResultSuccess, dedupe(r.out.Images))
+	if old != nil {
+		var dropped []string
+		for _, name := range old.Images {
+			if !slices.Contains(rec.Images, name) {
+				dropped = append(dropped, name)
+			}
+		}
+		l.addUnpin(dropped)
+	}
+	l.w.obs.FileProcessed(f.kind, ResultSuccess, r.dur)
+	l.w.log.Info("file_processed", "path", r.path, "kind", f.kind, "images", rec.Images,
+		"bytes", r.out.Bytes, "duration", r.dur, "attempt", f.attempts+1)
+}
+
+// failed records a file whose job failed. The images of a failed job are
+// added to the recorded ones: a list reference that failed may still be
+// wanted, so nothing is unpinned.
+func (l *loop) failed(f *file, r result, retryIn time.Duration) {
+	err := r.err
+	if err == nil {
+		err = r.statErr
+	}
+	images := r.out.Images
+	if old := l.recs[r.path]; old != nil {
+		images = append(slices.Clone(old.Images), images...)
+	}
+	l.record(r, ResultFailure, dedupe(images))
+	f.last, f.err = StateFailed, err.Error()
+	l.w.obs.FileProcessed(f.kind, ResultFailure, r.dur)
+	if retryIn == 0 {
+		l.w.log.Warn("file_failed", "path", r.path, "kind", f.kind, "attempt", f.attempts+1, "err", err)
+		return
+	}
+	l.w.obs.Retried()
+	l.w.log.Error("file_failed", "path", r.path, "kind", f.kind, "images", r.out.Images, "bytes", r.out.Bytes,
+		"duration", r.dur, "attempt", f.attempts+1, "err", err, "retry_in", retryIn)
+}
+
+// showRecord copies what was recorded for a processed file into its status.
+func (l *loop) showRecord(f *file, r result) {
+	if !r.skipped {
+		f.attempts++
+		f.duration = r.dur
+	}
+	rec := l.recs[r.path]
+	if rec == nil {
+		return
+	}
+	f.images = rec.Images
+	f.size = rec.Size
+	f.updated = rec.Updated
+	switch {
+	case r.out.Detail != nil:
+		f.detail = r.out.Detail
+	case len(rec.Detail) > 0:
+		f.detail = rec.Detail
+	}
+}
+
+// unpinFinished takes the end of an unpin job.
+func (l *loop) unpinFinished(r result, now time.Time) {
+	if retryIn := l.q.unpinDone(r.unpin, r.err != nil, now); retryIn > 0 {
+		l.w.log.Error("unpin_failed", "images", r.unpin, "err", r.err, "retry_in", retryIn)
+		return
+	}
+	l.markDirty()
+	l.w.obs.Unpinned(len(r.unpin))
+	l.w.log.Info("images_unpinned", "images", r.unpin)
+}
+
+// record remembers the result of a job and returns the record.
+func (l *loop) record(r result, res string, images []string) *record {
+	rec := &record{fileStat: r.stat, Result: res, Images: images, Updated: time.Now()}
+	if r.out.Detail != nil {
+		b, err := json.Marshal(r.out.Detail)
+		if err != nil {
+			l.w.log.Warn("detail_not_encodable", "path", r.path, "err", err)
+		} else {
+			rec.Detail = b
+		}
+	}
+	l.recs[r.path] = rec
+	l.markDirty()
+	return rec
+}
+
+// fileGone is told that the file at path went away: it is forgotten, now or,
+// if a worker has it, when its job ends.
+func (l *loop) fileGone(path string) {
+	if l.q.gone(path) {
+		l.drop(path)
+	}
+}
+
+// drop forgets a file that is no longer there and queues its images for
+// unpinning.
+func (l *loop) drop(path string) {
+	delete(l.pend, path)
+	if f := l.w.files[path]; f != nil {
+		l.changed = true
+		l.dealtWith(f)
+		delete(l.w.files, path)
+		l.w.log.Info("file_gone", "path", path)
+	}
+	if r := l.recs[path]; r != nil {
+		delete(l.recs, path)
+		l.addUnpin(r.Images)
+		l.markDirty()
+	}
+}
+
+// claimed returns the images that recorded files produce.
+func (l *loop) claimed() map[string]struct{} {
+	c := map[string]struct{}{}
+	for _, r := range l.recs {
+		for _, name := range r.Images {
+			c[name] = struct{}{}
+		}
+	}
+	return c
+}
+
+func (l *loop) addUnpin(names []string) {
+	l.q.addUnpin(names)
+	if len(names) > 0 {
+		l.markDirty()
+	}
+}
+
+// dealtWith marks a file of the startup walk as dealt with.
+func (l *loop) dealtWith(f *file) {
+	if f == nil || !f.initial {
+		return
+	}
+	f.initial = false
+	l.outstanding--
+	l.checkReady()
+}
+
+// checkReady sets Ready once every file of the startup walk is dealt with.
+func (l *loop) checkReady() {
+	if l.w.ready || l.starting || l.outstanding > 0 {
+		return
+	}
+	l.w.ready = true
+	l.w.obs.InitialSyncComplete()
+	l.w.log.Info("initial_sync_complete", "files", len(l.w.files))
+}
+
+// dedupe returns names sorted, without duplicates or empty names.
+func dedupe(names []string) []string {
+	out := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == "" })
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,117 @@
+package watcher
+
+import (
+	"errors"
+	"io/fs"
+	"slices"
+	"time"
+)
+
+// How the watcher tells that a file is complete; see the package comment.
+
+// probeWindow is how long a file that appeared by Create is watched for
+// Write events before it is taken as complete.
+const probeWindow = 40 * time.Millisecond
+
+// pending is a file that is not yet known to be complete.
+type pending struct {
+	probe    bool      // appeared by Create, no Write seen yet
+	last     fileStat  // as of the last event or check
+	deadline time.Time // when to check again
+}
+
+// found deals with a file seen by a walk: ready at once, or left to settle if
+// it may still be written.
+func (l *loop) found(fd found, dir string, now time.Time) {
+	f := l.w.files[fd.path]
+	if s := l.q.state(fd.path); f != nil && f.last != "" && (s == entryIdle || s == entryRetry) {
+		if r := l.recs[fd.path]; r != nil && r.same(fd.stat) {
+			return // nothing new
+		}
+	}
+	if f == nil {
+		f = l.touch(fd.path, dir)
+	}
+	f.size = fd.stat.Size
+	if _, ok := l.pend[fd.path]; ok {
+		return
+	}
+	if now.Sub(fd.stat.Mtime) < l.w.cfg.Settle {
+		l.pend[fd.path] = &pending{last: fd.stat, deadline: now.Add(l.w.cfg.Settle)}
+		return
+	}
+	l.ready(fd.path)
+}
+
+// written handles a Write or Chmod: the file settles again.
+func (l *loop) written(name, dir string) {
+	l.pendFile(name, dir, false, l.w.cfg.Settle)
+}
+
+// pendFile holds a supported file out of the queue until it has been
+// unchanged for wait (a probe also requires that no Write arrived).
+func (l *loop) pendFile(name, dir string, probe bool, wait time.Duration) {
+	if l.w.match(name) == "" {
+		return
+	}
+	st, err := statFile(name)
+	if err != nil {
+		return
+	}
+	f := l.touch(name, dir)
+	f.size = st.Size
+	l.q.hold(name)
+	l.pend[name] = &pending{probe: probe, last: st, deadline: time.Now().Add(wait)}
+}
+
+// settle checks the pending files whose deadline passed.
+func (l *loop) settle(now time.Time) {
+	var due []string
+	for p, pe := range l.pend {
+		if !now.Before(pe.deadline) {
+			due = append(due, p)
+		}
+	}
+	slices.Sort(due)
+	for _, p := range due {
+		if _, ok := l.pend[p]; ok {
+			l.settled(p, now)
+		}
+	}
+}
+
+// settled checks a pending file whose deadline passed: it is ready if
+// complete, settles again if it changed, and is forgotten if gone.
+func (l *loop) settled(path string, now time.Time) {
+	pe := l.pend[path]
+	st, err := statFile(path)
+	if err != nil {
+		delete(l.pend, path)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) {
+			l.fileGone(path)
+			return
+		}
+		l.w.log.Warn("stat_failed", "path", path, "err", err)
+		return
+	}
+	if (pe.probe && st.Size == 0) || !st.same(pe.last) {
+		*pe = pending{last: st, deadline: now.Add(l.w.cfg.Settle)}
+		return
+	}
+	delete(l.pend, path)
+	if f := l.w.files[path]; f != nil {
+		f.size = st.Size
+	}
+	l.ready(path)
+}
+
+// settleWake returns the earliest settle deadline, or zero.
+func (l *loop) settleWake() time.Time {
+	var wake time.Time
+	for _, pe := range l.pend {
+		if wake.IsZero() || pe.deadline.Before(wake) {
+			wake = pe.deadline
+		}
+	}
+	return wake
+}

@@ -1,0 +1,59 @@
+package watcher
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// job is one unit of work for a worker: a file to process, or images to
+// unpin.
+type job struct {
+	path  string
+	rec   *record  // what was recorded for path, if anything (a copy)
+	unpin []string // set for an unpin job
+}
+
+// result is what a worker made of a job.
+type result struct {
+	job
+	stat    fileStat
+	statErr error
+	skipped bool
+	out     Outcome
+	err     error
+	dur     time.Duration
+}
+
+// do runs one job; it is called by a worker, and touches nothing of the
+// loop's.
+func (w *Watcher) do(ctx context.Context, j job) (r result) {
+	r.job = j
+	if j.unpin != nil {
+		r.err = w.img.Unpin(ctx, j.unpin)
+		return r
+	}
+	r.stat, r.statErr = statFile(j.path)
+	if r.statErr != nil {
+		return r
+	}
+	if j.rec != nil && j.rec.Result == ResultSuccess && j.rec.same(r.stat) {
+		ok, err := w.img.Exist(ctx, j.rec.Images)
+		switch {
+		case err != nil:
+			w.log.Warn("image_check_failed", "path", j.path, "err", err)
+		case ok:
+			r.skipped = true
+			return r
+		}
+	}
+	start := time.Now()
+	defer func() {
+		r.dur = time.Since(start)
+		if v := recover(); v != nil {
+			r.err = fmt.Errorf("process %s: panic: %v", j.path, v)
+		}
+	}()
+	r.out, r.err = w.proc.Process(ctx, j.path)
+	return r
+}
