@@ -77,6 +77,8 @@ type Metrics struct {
 	retries         prometheus.Counter
 	lastSuccess     prometheus.Gauge
 	initialSyncDone prometheus.Gauge
+	degradedDirs    prometheus.Gauge
+	rescans         prometheus.Counter
 
 	now func() time.Time // replaced in tests
 }
@@ -163,6 +165,16 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace,
 			Name:      "initial_sync_complete",
 			Help:      "1 once the files present at startup have all been processed, else 0.",
+		}),
+		degradedDirs: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "watch_degraded_dirs",
+			Help:      "Watched directories found by periodic rescans because an inotify watch could not be added (watch limit reached).",
+		}),
+		rescans: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "rescans_total",
+			Help:      "Periodic rescans of a directory (configured with --rescan-dir, or after an inotify watch failed).",
 		}),
 		now: time.Now,
 	}
@@ -275,6 +287,12 @@ func (m *Metrics) JobFinished() { m.jobsInFlight.Dec() }
 
 // Retried records that a failed file was scheduled for another attempt.
 func (m *Metrics) Retried() { m.retries.Inc() }
+
+// SetDegradedDirs implements watcher.Observer.
+func (m *Metrics) SetDegradedDirs(n int) { m.degradedDirs.Set(float64(n)) }
+
+// Rescanned implements watcher.Observer.
+func (m *Metrics) Rescanned() { m.rescans.Inc() }
 
 // InitialSyncComplete records that the files present at startup have all been
 // processed. It is idempotent.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,6 +14,13 @@ type Config struct {
 	// Dirs are the directories watched for image archives and lists,
 	// subdirectories included. They need not exist yet.
 	Dirs []string
+	// RescanDirs are more such directories, found by rescans every Rescan
+	// instead of inotify, for network filesystems (NFS, CephFS, SMB), where
+	// inotify does not see what other machines write.
+	RescanDirs []string
+	// Rescan is how often RescanDirs, and directories whose inotify watches
+	// could not be added (the watch limit was reached), are walked again.
+	Rescan time.Duration
 	// StateFile remembers what was done for which file across restarts.
 	// Empty keeps the state in memory only.
 	StateFile string
@@ -37,6 +45,7 @@ func DefaultConfig() Config {
 	return Config{
 		Workers:  2,
 		Settle:   time.Second,
+		Rescan:   10 * time.Second,
 		RetryMin: 5 * time.Second,
 		RetryMax: 10 * time.Minute,
 		Grace:    30 * time.Second,
@@ -45,11 +54,11 @@ func DefaultConfig() Config {
 
 // Validate reports the first thing wrong with c.
 func (c Config) Validate() error {
-	if len(c.Dirs) == 0 {
+	if len(c.Dirs)+len(c.RescanDirs) == 0 {
 		return errors.New("at least one directory is required")
 	}
-	clean := make([]string, 0, len(c.Dirs))
-	for _, d := range c.Dirs {
+	clean := make([]string, 0, len(c.Dirs)+len(c.RescanDirs))
+	for _, d := range append(slices.Clip(c.Dirs), c.RescanDirs...) {
 		if strings.TrimSpace(d) == "" {
 			return errors.New("directory must not be empty")
 		}
@@ -75,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryMin {
 		return fmt.Errorf("retry maximum %s is below retry minimum %s", c.RetryMax, c.RetryMin)
+	}
+	if c.Rescan <= 0 {
+		return fmt.Errorf("rescan interval must be positive, got %s", c.Rescan)
 	}
 	if c.Grace < 0 {
 		return fmt.Errorf("grace must not be negative, got %s", c.Grace)

@@ -24,16 +24,17 @@ type found struct {
 func (l *loop) start() {
 	l.starting = true
 	for _, d := range l.w.dirs {
-		l.ensureDir(d)
+		l.scan(d)
 	}
 	l.starting = false
+	l.scheduleRescan(time.Now())
 	l.checkReady()
 }
 
 // rescan walks every directory again, after events were lost.
 func (l *loop) rescan() {
 	for _, d := range l.w.dirs {
-		l.ensureDir(d)
+		l.scan(d)
 	}
 }
 
@@ -49,9 +50,8 @@ func (l *loop) ensureDir(d string) {
 			return
 		}
 		a := nearestDir(filepath.Dir(d))
-		if err := l.fsw.Add(a); err != nil {
-			l.w.log.Error("watch_failed", "path", a, "err", err)
-			return
+		if !l.addWatch(a, d) {
+			return // found by a rescan when it appears
 		}
 		l.w.log.Info("waiting_for_dir", "dir", d, "watching", a)
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
@@ -100,11 +100,9 @@ func (l *loop) walk(root, dir string) map[string]bool {
 			return nil
 		}
 		if d.IsDir() {
-			if err := l.fsw.Add(p); err != nil {
-				l.w.log.Error("watch_failed", "path", p, "err", err)
-				return nil
+			if l.addWatch(p, dir) {
+				l.watched[p] = struct{}{}
 			}
-			l.watched[p] = struct{}{}
 			return nil
 		}
 		if l.w.match(p) == "" {
@@ -287,7 +285,7 @@ func (l *loop) configMapSwap(cmDir, dir string) {
 		f = l.touch(p, dir)
 		f.size = st.Size
 		delete(l.pend, p)
-		l.ready(p)
+		l.ready(p, st)
 	}
 }
 

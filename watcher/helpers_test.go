@@ -133,6 +133,19 @@ type countObs struct {
 	results map[string]int
 	retries int
 	synced  int
+	rescans int
+}
+
+func (o *countObs) Rescanned() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.rescans++
+}
+
+func (o *countObs) rescanned() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.rescans
 }
 
 func (o *countObs) FileProcessed(_, result string, _ time.Duration) {

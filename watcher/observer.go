@@ -33,6 +33,11 @@ type Observer interface {
 	SetPinnedImages(n int)
 	// Unpinned reports that n images were unpinned.
 	Unpinned(n int)
+	// SetDegradedDirs reports how many watched directories are rescanned
+	// because an inotify watch could not be added.
+	SetDegradedDirs(n int)
+	// Rescanned reports one rescan of a directory.
+	Rescanned()
 }
 
 // Nop is an Observer that ignores everything.
@@ -66,3 +71,9 @@ func (Nop) SetPinnedImages(int) {}
 
 // Unpinned implements Observer.
 func (Nop) Unpinned(int) {}
+
+// SetDegradedDirs implements Observer.
+func (Nop) SetDegradedDirs(int) {}
+
+// Rescanned implements Observer.
+func (Nop) Rescanned() {}

@@ -34,6 +34,9 @@ type loop struct {
 	starting    bool // within the startup walk
 	outstanding int  // files of the startup walk not yet dealt with
 
+	rescanAt   time.Time // when the rescanned directories are walked next (rescan.go)
+	scanFailed bool      // a watch failed during the current scan
+
 	dirty   bool
 	saveAt  time.Time
 	changed bool // records or file states changed since the last report
@@ -221,6 +224,7 @@ func (l *loop) drain() {
 // tick handles what is due at now: files that may be complete, retries,
 // saving the state.
 func (l *loop) tick(now time.Time) {
+	l.rescanDue(now)
 	l.settle(now)
 	for _, p := range l.q.retry(now) {
 		l.changed = true
@@ -240,6 +244,7 @@ func (l *loop) nextWake() time.Time {
 		}
 	}
 	earlier(l.q.wake())
+	earlier(l.rescanAt)
 	if l.dirty {
 		earlier(l.saveAt)
 	}
@@ -289,11 +294,14 @@ func (l *loop) dispatched(j job) {
 	}
 }
 
-// ready is told that the file at path is complete: it is queued.
-func (l *loop) ready(path string) {
-	if l.w.files[path] == nil {
+// ready is told that the file at path is complete, as st says: it is
+// queued.
+func (l *loop) ready(path string, st fileStat) {
+	f := l.w.files[path]
+	if f == nil {
 		return
 	}
+	f.seen = st
 	if l.q.state(path) == entryRunning {
 		l.w.log.Debug("file_changed_while_running", "path", path)
 	}

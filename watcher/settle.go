@@ -24,9 +24,12 @@ type pending struct {
 // it may still be written.
 func (l *loop) found(fd found, dir string, now time.Time) {
 	f := l.w.files[fd.path]
+	if f != nil && f.seen.same(fd.stat) {
+		return // nothing new since it was last found complete
+	}
 	if s := l.q.state(fd.path); f != nil && f.last != "" && (s == entryIdle || s == entryRetry) {
 		if r := l.recs[fd.path]; r != nil && r.same(fd.stat) {
-			return // nothing new
+			return // nothing new since it was processed
 		}
 	}
 	if f == nil {
@@ -40,7 +43,7 @@ func (l *loop) found(fd found, dir string, now time.Time) {
 		l.pend[fd.path] = &pending{last: fd.stat, deadline: now.Add(l.w.cfg.Settle)}
 		return
 	}
-	l.ready(fd.path)
+	l.ready(fd.path, fd.stat)
 }
 
 // written handles a Write or Chmod: the file settles again.
@@ -102,7 +105,7 @@ func (l *loop) settled(path string, now time.Time) {
 	if f := l.w.files[path]; f != nil {
 		f.size = st.Size
 	}
-	l.ready(path)
+	l.ready(path, st)
 }
 
 // settleWake returns the earliest settle deadline, or zero.

@@ -51,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -95,10 +96,12 @@ const (
 type Watcher struct {
 	cfg  Config
 	dirs []string // absolute and clean, in configuration order
-	log  *slog.Logger
-	proc Processor
-	img  Images
-	obs  Observer
+	// rescanned are the dirs of Config.RescanDirs, found by rescans only.
+	rescanned map[string]bool
+	log       *slog.Logger
+	proc      Processor
+	img       Images
+	obs       Observer
 
 	started atomic.Bool
 	alive   atomic.Bool
@@ -109,6 +112,7 @@ type Watcher struct {
 	mu    sync.Mutex
 	files map[string]*file
 	q     *queue
+	blind map[string]string // dirs rescanned because a watch failed, and why
 	ready bool
 }
 
@@ -130,14 +134,19 @@ func New(cfg Config, log *slog.Logger, p Processor, img Images, obs Observer) (*
 		img:   img,
 		obs:   obs,
 		files: map[string]*file{},
+		blind: map[string]string{},
 		q:     newQueue(cfg.Workers, Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}.Delay),
 	}
-	for _, d := range cfg.Dirs {
+	w.rescanned = map[string]bool{}
+	for i, d := range append(slices.Clip(cfg.Dirs), cfg.RescanDirs...) {
 		abs, err := filepath.Abs(d)
 		if err != nil {
 			return nil, fmt.Errorf("watcher dir %q: %w", d, err)
 		}
 		w.dirs = append(w.dirs, abs)
+		if i >= len(cfg.Dirs) {
+			w.rescanned[abs] = true
+		}
 	}
 	if cfg.StateFile != "" {
 		abs, err := filepath.Abs(cfg.StateFile)
@@ -172,7 +181,36 @@ func (w *Watcher) Ready() bool {
 // Status is what the watcher knows, for operators.
 type Status struct {
 	Ready bool         `json:"ready"`
+	Dirs  []DirStatus  `json:"dirs"`
 	Files []FileStatus `json:"files"`
+}
+
+// How a directory is watched, in DirStatus.
+const (
+	ModeInotify = "inotify" // fsnotify events
+	ModeRescan  = "rescan"  // walked every Config.Rescan
+)
+
+// DirStatus is how one watched directory is watched.
+type DirStatus struct {
+	Path string `json:"path"`
+	// Mode is ModeInotify or ModeRescan.
+	Mode string `json:"mode"`
+	// Degraded says why a directory meant for inotify is rescanned.
+	Degraded string `json:"degraded,omitempty"`
+}
+
+// Degraded returns, if some directory meant for inotify is rescanned because
+// a watch could not be added, a short sentence saying which and why; else
+// "".
+func (w *Watcher) Degraded() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.blind) == 0 {
+		return ""
+	}
+	dirs := slices.Sorted(maps.Keys(w.blind))
+	return fmt.Sprintf("rescanning %d dir(s) every %s, inotify watch failed: %s", len(dirs), w.cfg.Rescan, w.blind[dirs[0]])
 }
 
 // States of a file in FileStatus.
@@ -217,6 +255,13 @@ func (w *Watcher) Status() Status {
 	}
 	slices.Sort(paths)
 	s := Status{Ready: w.ready, Files: make([]FileStatus, 0, len(paths))}
+	for _, d := range w.dirs {
+		ds := DirStatus{Path: d, Mode: ModeInotify, Degraded: w.blind[d]}
+		if w.rescanned[d] || ds.Degraded != "" {
+			ds.Mode = ModeRescan
+		}
+		s.Dirs = append(s.Dirs, ds)
+	}
 	for _, p := range paths {
 		s.Files = append(s.Files, w.files[p].status(w.q.state(p)))
 	}
@@ -239,7 +284,8 @@ type file struct {
 	duration time.Duration
 	detail   any
 
-	initial bool // found by the startup walk and not yet dealt with
+	seen    fileStat // as last found complete (so a rescan that finds it so again does nothing)
+	initial bool     // found by the startup walk and not yet dealt with
 }
 
 // state is what Status shows of the file, given its queue entry.

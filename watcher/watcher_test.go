@@ -749,3 +749,49 @@ func TestCorruptStateFile(t *testing.T) {
 		t.Errorf("state file not rewritten as JSON: %v", err)
 	}
 }
+
+// TestRescanDirs watches a directory by rescans only, as for a network
+// filesystem: new, changed and removed files are found within the interval,
+// and a file whose job outlasts several rescans is not processed again.
+func TestRescanDirs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	put(t, filepath.Join(dir, "a.tar"), "a")
+	cfg := testConfig(t, dir)
+	cfg.Dirs, cfg.RescanDirs = nil, []string{dir}
+	cfg.Rescan = 30 * time.Millisecond
+	release := make(chan struct{})
+	p := &fakeProc{fn: func(ctx context.Context, path string, _ int) (watcher.Outcome, error) {
+		if filepath.Base(path) == "slow.tar" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return watcher.Outcome{Images: []string{"img/" + filepath.Base(path)}}, nil
+	}}
+	img := &fakeImages{}
+	obs := &countObs{}
+	r := start(t, cfg, p, img, obs)
+	r.waitState(t, "a.tar", watcher.StateDone)
+	if d := r.w.Status().Dirs; len(d) != 1 || d[0].Mode != watcher.ModeRescan || d[0].Degraded != "" {
+		t.Errorf("dirs = %+v, want one rescanned by configuration, not degraded", d)
+	}
+
+	moveIn(t, filepath.Join(dir, "slow.tar"), "s")
+	r.waitState(t, "slow.tar", watcher.StateRunning)
+	n := obs.rescanned()
+	waitFor(t, "rescans while the job runs", func() bool { return obs.rescanned() >= n+3 })
+	close(release)
+	r.waitState(t, "slow.tar", watcher.StateDone)
+
+	moveIn(t, filepath.Join(dir, "a.tar"), "changed")
+	waitFor(t, "a.tar processed again", func() bool { return p.count(filepath.Join(dir, "a.tar")) == 2 })
+	if err := os.Remove(filepath.Join(dir, "a.tar")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a.tar unpinned", func() bool { return len(img.unpins()) > 0 })
+	if got, skips := p.count(filepath.Join(dir, "slow.tar")), obs.get(watcher.ResultSkipped); got != 1 || skips != 0 {
+		t.Errorf("slow.tar processed %d times and skipped %d, want once and never", got, skips)
+	}
+}
