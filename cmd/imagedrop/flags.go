@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 )
 
@@ -74,56 +73,6 @@ func (l *listFlag) setFromEnv(v string) error {
 	}
 	l.fromEnv = true
 	return nil
-}
-
-// sizeFlag is a byte size: 1048576, 512KiB, 128MiB, 1GiB.
-type sizeFlag struct{ v *uint64 }
-
-func (s sizeFlag) String() string {
-	if s.v == nil {
-		return ""
-	}
-	return formatSize(*s.v)
-}
-
-func (s sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
-	if err != nil {
-		return err
-	}
-	*s.v = n
-	return nil
-}
-
-var sizeUnits = []struct {
-	suffix string
-	mult   uint64
-}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
-
-func parseSize(v string) (uint64, error) {
-	for _, u := range sizeUnits {
-		if num, ok := strings.CutSuffix(v, u.suffix); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("size %q: want a number of bytes, KiB, MiB or GiB", v)
-			}
-			return n * u.mult, nil
-		}
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want a number of bytes, KiB, MiB or GiB", v)
-	}
-	return n, nil
-}
-
-func formatSize(n uint64) string {
-	for _, u := range sizeUnits {
-		if n >= u.mult && n%u.mult == 0 {
-			return strconv.FormatUint(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatUint(n, 10)
 }
 
 // usageError is a mistake in how the command was called; it exits 2.
