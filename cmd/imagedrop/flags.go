@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -31,7 +30,7 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 			err = f.Value.Set(v)
 		}
 		if err != nil {
-			err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			err = fmt.Errorf("invalid value %q for %s (--%s): %w", v, envName(f.Name), f.Name, err)
 		}
 	})
 	return err
@@ -81,9 +80,10 @@ type usageError struct{ err error }
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
-// parseFlags applies the environment, then args, to fs.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := applyEnv(fs, os.LookupEnv); err != nil {
+// parseFlags applies the environment (as lookupEnv reads it), then args, to
+// fs.
+func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) error {
+	if err := applyEnv(fs, lookupEnv); err != nil {
 		return usageError{err}
 	}
 	if err := fs.Parse(args); err != nil {
