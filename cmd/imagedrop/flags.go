@@ -37,10 +37,11 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 }
 
 // listFlag is a repeatable flag; its environment twin is comma-separated.
-// Values given on the command line replace those from the environment.
+// Values from the environment replace the default, and values given on the
+// command line replace both. A twin that holds no values leaves the default.
 type listFlag struct {
-	values  *[]string
-	fromEnv bool
+	values *[]string
+	given  bool // a value was given on the command line
 }
 
 func newListFlag(p *[]string) *listFlag { return &listFlag{values: p} }
@@ -53,24 +54,26 @@ func (l *listFlag) String() string {
 }
 
 func (l *listFlag) Set(v string) error {
-	if l.fromEnv {
-		*l.values, l.fromEnv = nil, false
-	}
 	if v == "" {
 		return fmt.Errorf("empty value")
+	}
+	if !l.given {
+		*l.values, l.given = nil, true
 	}
 	*l.values = append(*l.values, v)
 	return nil
 }
 
 func (l *listFlag) setFromEnv(v string) error {
-	*l.values = nil
+	var values []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			*l.values = append(*l.values, s)
+			values = append(values, s)
 		}
 	}
-	l.fromEnv = true
+	if len(values) > 0 {
+		*l.values = values
+	}
 	return nil
 }
 

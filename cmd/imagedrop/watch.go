@@ -27,8 +27,9 @@ type watchConfig struct {
 func (c *watchConfig) register(fs *flag.FlagSet) {
 	c.common.register(fs)
 	c.watcher = watcher.DefaultConfig()
+	c.watcher.Dirs = []string{defaultImagesDir}
 	c.server = metrics.DefaultServerConfig()
-	fs.Var(newListFlag(&c.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable; default "+defaultImagesDir+")")
+	fs.Var(newListFlag(&c.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable)")
 	fs.StringVar(&c.watcher.StateFile, "state-file", "/var/lib/imagedrop/state.json", "where imagedrop remembers what it did for which file")
 	fs.IntVar(&c.watcher.Workers, "workers", c.watcher.Workers, "files processed at once")
 	fs.DurationVar(&c.watcher.Settle, "settle", c.watcher.Settle, "how long a file written in place must stay unchanged before it is read")
@@ -39,9 +40,6 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 }
 
 func (c *watchConfig) validate() error {
-	if len(c.watcher.Dirs) == 0 {
-		c.watcher.Dirs = []string{defaultImagesDir}
-	}
 	if err := c.common.validate(); err != nil {
 		return err
 	}
