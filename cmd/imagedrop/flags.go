@@ -3,8 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 )
 
@@ -32,17 +30,18 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 			err = f.Value.Set(v)
 		}
 		if err != nil {
-			err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			err = fmt.Errorf("invalid value %q for %s (--%s): %w", v, envName(f.Name), f.Name, err)
 		}
 	})
 	return err
 }
 
 // listFlag is a repeatable flag; its environment twin is comma-separated.
-// Values given on the command line replace those from the environment.
+// Values from the environment replace the default, and values given on the
+// command line replace both. A twin that holds no values leaves the default.
 type listFlag struct {
-	values  *[]string
-	fromEnv bool
+	values *[]string
+	given  bool // a value was given on the command line
 }
 
 func newListFlag(p *[]string) *listFlag { return &listFlag{values: p} }
@@ -55,75 +54,27 @@ func (l *listFlag) String() string {
 }
 
 func (l *listFlag) Set(v string) error {
-	if l.fromEnv {
-		*l.values, l.fromEnv = nil, false
-	}
 	if v == "" {
 		return fmt.Errorf("empty value")
+	}
+	if !l.given {
+		*l.values, l.given = nil, true
 	}
 	*l.values = append(*l.values, v)
 	return nil
 }
 
 func (l *listFlag) setFromEnv(v string) error {
-	*l.values = nil
+	var values []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			*l.values = append(*l.values, s)
+			values = append(values, s)
 		}
 	}
-	l.fromEnv = true
+	if len(values) > 0 {
+		*l.values = values
+	}
 	return nil
-}
-
-// sizeFlag is a byte size: 1048576, 512KiB, 128MiB, 1GiB.
-type sizeFlag struct{ v *uint64 }
-
-func (s sizeFlag) String() string {
-	if s.v == nil {
-		return ""
-	}
-	return formatSize(*s.v)
-}
-
-func (s sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
-	if err != nil {
-		return err
-	}
-	*s.v = n
-	return nil
-}
-
-var sizeUnits = []struct {
-	suffix string
-	mult   uint64
-}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
-
-func parseSize(v string) (uint64, error) {
-	for _, u := range sizeUnits {
-		if num, ok := strings.CutSuffix(v, u.suffix); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("size %q: want a number of bytes, KiB, MiB or GiB", v)
-			}
-			return n * u.mult, nil
-		}
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want a number of bytes, KiB, MiB or GiB", v)
-	}
-	return n, nil
-}
-
-func formatSize(n uint64) string {
-	for _, u := range sizeUnits {
-		if n >= u.mult && n%u.mult == 0 {
-			return strconv.FormatUint(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatUint(n, 10)
 }
 
 // usageError is a mistake in how the command was called; it exits 2.
@@ -132,9 +83,10 @@ type usageError struct{ err error }
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
-// parseFlags applies the environment, then args, to fs.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := applyEnv(fs, os.LookupEnv); err != nil {
+// parseFlags applies the environment (as lookupEnv reads it), then args, to
+// fs.
+func parseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)) error {
+	if err := applyEnv(fs, lookupEnv); err != nil {
 		return usageError{err}
 	}
 	if err := fs.Parse(args); err != nil {

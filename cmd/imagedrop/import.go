@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/imagedrop/imagedrop/importer"
@@ -14,41 +16,73 @@ import (
 // already reported on its own line.
 var errFilesFailed = errors.New("some files failed")
 
+// importConfig is the configuration of imagedrop import.
+type importConfig struct {
+	common  commonConfig
+	workers int
+	files   []string
+}
+
+func (c *importConfig) register(fs *flag.FlagSet) {
+	c.common.register(fs)
+	c.workers = 2
+	fs.IntVar(&c.workers, "workers", c.workers, "files imported at once (results are printed in the order the files are given)")
+}
+
+func (c *importConfig) validate() error {
+	if c.workers < 1 {
+		return fmt.Errorf("--workers must be at least 1, not %d", c.workers)
+	}
+	return c.common.validate()
+}
+
+// newImportFlags returns import's flag set, bound to cfg.
+func newImportFlags(cfg *importConfig, stderr io.Writer) *flag.FlagSet {
+	fs := newFlagSet("import", "import [flags] FILE...", stderr)
+	cfg.register(fs)
+	return fs
+}
+
+// parseImport reads import's configuration from the environment, then args,
+// and validates it.
+func parseImport(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (importConfig, error) {
+	var cfg importConfig
+	fs := newImportFlags(&cfg, stderr)
+	if err := parseFlags(fs, args, lookupEnv); err != nil {
+		return importConfig{}, err
+	}
+	cfg.files = fs.Args()
+	if len(cfg.files) == 0 {
+		fs.Usage()
+		return importConfig{}, usageError{errors.New("import: no files given")}
+	}
+	if err := cfg.validate(); err != nil {
+		return importConfig{}, usageError{err}
+	}
+	return cfg, nil
+}
+
 // runImport imports each file once, --workers at a time in the order given,
 // trying all of them, and prints one line per file, in that order.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg commonConfig
-	workers := 2
-	fs := newFlagSet("import", "import [flags] FILE...", stderr)
-	cfg.register(fs)
-	fs.IntVar(&workers, "workers", workers, "files imported at once (results are printed in the order the files are given)")
-	if err := parseFlags(fs, args); err != nil {
+	cfg, err := parseImport(args, os.LookupEnv, stderr)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return usageError{errors.New("import: no files given")}
-	}
-	if workers < 1 {
-		return usageError{fmt.Errorf("--workers must be at least 1, not %d", workers)}
-	}
-	if err := cfg.validate(); err != nil {
-		return usageError{err}
-	}
-	log := cfg.logger(stderr)
+	log := cfg.common.logger(stderr)
 
-	client, err := cfg.connect(ctx)
+	client, err := cfg.common.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	im, err := importer.New(client, cfg.importer, log)
+	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"))
 	if err != nil {
 		return err
 	}
 
-	paths := fs.Args()
-	outcomes := importAll(ctx, im, paths, workers)
+	paths := cfg.files
+	outcomes := importAll(ctx, im, paths, cfg.workers)
 	failed := 0
 	for i, path := range paths {
 		o := <-outcomes[i]

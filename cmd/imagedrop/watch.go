@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"golang.org/x/sync/errgroup"
@@ -24,8 +25,11 @@ type watchConfig struct {
 }
 
 func (c *watchConfig) register(fs *flag.FlagSet) {
+	c.common.register(fs)
 	c.watcher = watcher.DefaultConfig()
+	c.watcher.Dirs = []string{defaultImagesDir}
 	c.server = metrics.DefaultServerConfig()
+	fs.Var(newListFlag(&c.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable)")
 	fs.StringVar(&c.watcher.StateFile, "state-file", "/var/lib/imagedrop/state.json", "where imagedrop remembers what it did for which file")
 	fs.IntVar(&c.watcher.Workers, "workers", c.watcher.Workers, "files processed at once")
 	fs.DurationVar(&c.watcher.Settle, "settle", c.watcher.Settle, "how long a file written in place must stay unchanged before it is read")
@@ -36,9 +40,6 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 }
 
 func (c *watchConfig) validate() error {
-	if len(c.watcher.Dirs) == 0 {
-		c.watcher.Dirs = []string{defaultImagesDir}
-	}
 	if err := c.common.validate(); err != nil {
 		return err
 	}
@@ -48,22 +49,36 @@ func (c *watchConfig) validate() error {
 	return c.server.Validate()
 }
 
+// newWatchFlags returns watch's flag set, bound to cfg.
+func newWatchFlags(cfg *watchConfig, stderr io.Writer) *flag.FlagSet {
+	fs := newFlagSet("watch", "watch [flags]", stderr)
+	cfg.register(fs)
+	return fs
+}
+
+// parseWatch reads watch's configuration from the environment, then args,
+// and validates it.
+func parseWatch(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (watchConfig, error) {
+	var cfg watchConfig
+	fs := newWatchFlags(&cfg, stderr)
+	if err := parseFlags(fs, args, lookupEnv); err != nil {
+		return watchConfig{}, err
+	}
+	if fs.NArg() > 0 {
+		return watchConfig{}, usageError{fmt.Errorf("watch takes no arguments, got %q", fs.Args())}
+	}
+	if err := cfg.validate(); err != nil {
+		return watchConfig{}, usageError{err}
+	}
+	return cfg, nil
+}
+
 // runWatch is the node daemon: preload the images directories, then watch
 // them, serving metrics and status, until SIGTERM.
 func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
-	var cfg watchConfig
-	fs := newFlagSet("watch", "watch [flags]", stderr)
-	cfg.common.register(fs)
-	fs.Var(newListFlag(&cfg.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable; default "+defaultImagesDir+")")
-	cfg.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+	cfg, err := parseWatch(args, os.LookupEnv, stderr)
+	if err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("watch takes no arguments, got %q", fs.Args())}
-	}
-	if err := cfg.validate(); err != nil {
-		return usageError{err}
 	}
 	log := cfg.common.logger(stderr)
 	log.Info("starting", "version", buildVersion(), "images_dirs", cfg.watcher.Dirs,
