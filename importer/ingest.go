@@ -8,13 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
-	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
-	"github.com/containerd/containerd/v2/pkg/archive/compression"
-	ctrdref "github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
@@ -44,34 +40,6 @@ import (
 //     with the expected digest, containerd answers "already exists", the
 //     blob is added to the import's lease and the entry is skipped.
 
-// blobChunk is the size of the writes of a blob to containerd; a gRPC
-// message of containerd's client holds up to 8 MiB.
-const blobChunk = 4 << 20
-
-// chunks are the buffers the writes of a blob are sent from (see
-// blobWriter.copy), one per write in flight, kept from blob to blob so that
-// an import allocates them once, not per blob. Each is made only as large
-// as the blobs so far needed, up to blobChunk: small archives do not pay
-// for (and clear) whole chunks.
-type chunks [writeWindow][]byte
-
-// buffer returns the i-th buffer, at least n bytes long.
-func (c *chunks) buffer(i, n int) []byte {
-	if len(c[i]) < n {
-		c[i] = make([]byte, n)
-	}
-	return c[i]
-}
-
-const jsonLimit = 20 << 20
-
-// dockerManifest is an entry of a docker save manifest.json.
-type dockerManifest struct {
-	Config   string
-	RepoTags []string
-	Layers   []string
-}
-
 // errNoManifest is a tar that is neither a docker save nor an OCI layout.
 var errNoManifest = errors.New("not an image archive: no manifest.json (docker save) or index.json (OCI layout) found")
 
@@ -83,78 +51,6 @@ type ingester struct {
 	cs     content.Store
 	writes contentWrites // the content service of cs, for blobWriter
 	hold   func(context.Context, digest.Digest) error
-}
-
-// contents is what a walk of an archive found besides the blobs' data: its
-// metadata files, its symlinks and the blobs written so far, by entry name.
-type contents struct {
-	ociLayout ocispec.ImageLayout
-	ociIndex  []byte // index.json, decoded only for an OCI layout
-	mfsts     []dockerManifest
-	symlinks  map[string]string
-	blobs     map[string]ocispec.Descriptor
-}
-
-func newContents() *contents {
-	return &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
-}
-
-// walk calls f for each blob entry of tr (see nextBlob), with tr positioned
-// at its data, until the archive ends or f fails.
-func (c *contents) walk(tr *tar.Reader, f func(hdr *tar.Header, name string) error) error {
-	for {
-		hdr, name, err := c.nextBlob(tr)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := f(hdr, name); err != nil {
-			return err
-		}
-	}
-}
-
-// nextBlob advances tr to the next regular entry that is a blob, reading the
-// metadata files (oci-layout, index.json, manifest.json) and symlinks it
-// passes on the way. It returns the entry's header and clean name, or io.EOF.
-// The metadata files are kept in memory, not written to containerd: no image
-// references them.
-func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
-	for {
-		hdr, err := tr.Next()
-		if err != nil {
-			return nil, "", err
-		}
-		if hdr.Typeflag == tar.TypeSymlink {
-			c.symlinks[hdr.Name] = path.Join(path.Dir(hdr.Name), hdr.Linkname)
-		}
-		// tar.Reader reports the old TypeRegA as TypeReg.
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		name := path.Clean(hdr.Name)
-		switch name {
-		case ocispec.ImageLayoutFile:
-			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.ociLayout); err != nil {
-				return nil, "", fmt.Errorf("read OCI layout file %q: %w", hdr.Name, err)
-			}
-		case ocispec.ImageIndexFile:
-			if hdr.Size > jsonLimit {
-				return nil, "", fmt.Errorf("OCI index %q is larger than %d MiB", hdr.Name, jsonLimit>>20)
-			}
-			if c.ociIndex, err = io.ReadAll(tr); err != nil {
-				return nil, "", fmt.Errorf("read OCI index %q: %w", hdr.Name, err)
-			}
-		case "manifest.json":
-			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.mfsts); err != nil {
-				return nil, "", fmt.Errorf("read docker manifest %q: %w", hdr.Name, err)
-			}
-		default:
-			return hdr, name, nil
-		}
-	}
 }
 
 // importIndex reads the tar stream r into the content store and returns the
@@ -262,24 +158,6 @@ func (in ingester) index(ctx context.Context, c *contents) ([]ocispec.Descriptor
 		}
 	}
 	return idx, nil
-}
-
-// digestOfName is the digest an OCI layout entry "blobs/<alg>/<hex>" names,
-// or "" for any other entry.
-func digestOfName(name string) digest.Digest {
-	rest, ok := strings.CutPrefix(name, ocispec.ImageBlobsDir+"/")
-	if !ok {
-		return ""
-	}
-	alg, hex, ok := strings.Cut(rest, "/")
-	if !ok {
-		return ""
-	}
-	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
-	if d.Validate() != nil {
-		return ""
-	}
-	return d
 }
 
 // writeBlob writes the size bytes of r to the content store under ref and
@@ -414,82 +292,6 @@ func skip(r io.Reader) error {
 	return err
 }
 
-// resolveLayers gives the layers of a docker manifest their descriptors:
-// a blob with a compressed twin in the store (labelled with its
-// uncompressed digest) is replaced by the twin, as containerd does; the
-// media type comes from the blob's first bytes.
-func (in ingester) resolveLayers(ctx context.Context, files []string, blobs map[string]ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	cs := in.cs
-	layers := make([]ocispec.Descriptor, len(files))
-	filters := make([]string, len(files))
-	descs := map[digest.Digest]*ocispec.Descriptor{}
-	for i, f := range files {
-		desc, ok := blobs[f]
-		if !ok {
-			return nil, fmt.Errorf("layer %q not found", f)
-		}
-		layers[i] = desc
-		descs[desc.Digest] = &layers[i]
-		filters[i] = fmt.Sprintf("labels.\"%s\"==%s", labelUncompressed, desc.Digest.String())
-	}
-	err := cs.Walk(ctx, func(info content.Info) error {
-		if d, ok := info.Labels[labelUncompressed]; ok {
-			if desc := descs[digest.Digest(d)]; desc != nil {
-				if err := in.hold(ctx, info.Digest); err != nil {
-					return err
-				}
-				desc.Digest, desc.Size = info.Digest, info.Size
-				mt, err := layerMediaType(ctx, cs, *desc)
-				if err != nil {
-					return err
-				}
-				desc.MediaType = mt
-			}
-		}
-		return nil
-	}, filters...)
-	if err != nil {
-		return nil, fmt.Errorf("look for compressed twins of layers: %w", err)
-	}
-	for i := range layers {
-		if layers[i].MediaType != "" {
-			continue
-		}
-		mt, err := layerMediaType(ctx, cs, layers[i])
-		if err != nil {
-			return nil, fmt.Errorf("compression of layer %q: %w", files[i], err)
-		}
-		layers[i].MediaType = mt
-	}
-	return layers, nil
-}
-
-// labelUncompressed is containerd's label of a compressed blob naming the
-// digest of its uncompressed content.
-const labelUncompressed = "containerd.io/uncompressed"
-
-// layerMediaType is the docker media type of a layer blob: compressed
-// (gzip, as docker names any compression) or not, from its first bytes.
-func layerMediaType(ctx context.Context, cs content.Store, desc ocispec.Descriptor) (string, error) {
-	ra, err := cs.ReaderAt(ctx, desc)
-	if err != nil {
-		return "", fmt.Errorf("open layer %s: %w", desc.Digest, err)
-	}
-	defer ra.Close()
-	head := make([]byte, 10)
-	n, err := ra.ReadAt(head, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read header of layer %s: %w", desc.Digest, err)
-	}
-	if n == 0 {
-		return images.MediaTypeDockerSchema2Layer, nil
-	}
-	if compression.DetectCompression(head[:n]) == compression.Uncompressed {
-		return images.MediaTypeDockerSchema2Layer, nil
-	}
-	return images.MediaTypeDockerSchema2LayerGzip, nil
-}
-
 // writeJSONBlob writes v as JSON to the content store, labelled.
 func (in ingester) writeJSONBlob(ctx context.Context, v any, mediaType string, labels map[string]string) (ocispec.Descriptor, error) {
 	b, err := json.Marshal(v)
@@ -501,61 +303,4 @@ func (in ingester) writeJSONBlob(ctx context.Context, v any, mediaType string, l
 		return ocispec.Descriptor{}, err
 	}
 	return desc, nil
-}
-
-// childLabels are the labels containerd's images.SetChildrenLabels would
-// set on a blob with these children, computed without setting them.
-func childLabels(ctx context.Context, children []ocispec.Descriptor) map[string]string {
-	var c labelCapture
-	h := images.SetChildrenLabels(&c, func(context.Context, ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-		return children, nil
-	})
-	_, _ = h(ctx, ocispec.Descriptor{}) // labelCapture never fails
-	return c.labels
-}
-
-// labelCapture is the content.Manager of childLabels: it keeps the labels
-// of an update instead of applying them.
-type labelCapture struct {
-	content.Manager
-	labels map[string]string
-}
-
-func (c *labelCapture) Update(_ context.Context, info content.Info, _ ...string) (content.Info, error) {
-	c.labels = info.Labels
-	return info, nil
-}
-
-// lazyLabels is the content.Manager of the walk that labels an import's
-// content: it applies a label update only where a blob lacks one of the
-// labels (a blob committed with them, or imported before, costs a read
-// rather than a write transaction).
-type lazyLabels struct {
-	content.Manager
-}
-
-func (l lazyLabels) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
-	if cur, err := l.Manager.Info(ctx, info.Digest); err == nil && hasLabels(cur.Labels, info.Labels) {
-		return cur, nil
-	}
-	return l.Manager.Update(ctx, info, fieldpaths...)
-}
-
-// hasLabels reports whether have holds every label of want, equal.
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-// ociReferenceName is the org.opencontainers.image.ref.name of an image
-// name: its tag, or the whole name for a name by digest only.
-func ociReferenceName(name string) string {
-	if spec, err := ctrdref.Parse(name); err == nil && spec.Object != "" && spec.Object[0] != '@' {
-		return spec.Object
-	}
-	return name
 }
