@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	ctrdref "github.com/containerd/containerd/v2/pkg/reference"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -19,6 +21,98 @@ type dockerManifest struct {
 	Config   string
 	RepoTags []string
 	Layers   []string
+}
+
+// dockerSaveIndex writes the manifest of each image of a docker save and
+// returns the entries of the index of its images, one per image name. The
+// index itself is not written: no image would reference it.
+func (in ingester) dockerSaveIndex(ctx context.Context, c *contents) ([]ocispec.Descriptor, error) {
+	blobs := c.blobs
+	for name, linkname := range c.symlinks {
+		desc, ok := blobs[linkname]
+		if !ok {
+			return nil, fmt.Errorf("layer %q links to %q, which the archive does not hold", name, linkname)
+		}
+		blobs[name] = desc
+	}
+
+	var idx []ocispec.Descriptor
+	for _, mfst := range c.mfsts {
+		desc, err := in.writeDockerManifest(ctx, mfst, blobs)
+		if err != nil {
+			return nil, err
+		}
+		entries, err := namedEntries(desc, mfst.RepoTags)
+		if err != nil {
+			return nil, err
+		}
+		idx = append(idx, entries...)
+	}
+	return idx, nil
+}
+
+// writeDockerManifest writes the image manifest of one entry of a docker
+// save's manifest.json, from the archive's blobs by entry name, and returns
+// its descriptor with the platform of its config.
+func (in ingester) writeDockerManifest(ctx context.Context, mfst dockerManifest, blobs map[string]ocispec.Descriptor) (ocispec.Descriptor, error) {
+	config, ok := blobs[mfst.Config]
+	if !ok {
+		return ocispec.Descriptor{}, fmt.Errorf("manifest.json names config %q, which the archive does not hold", mfst.Config)
+	}
+	config.MediaType = images.MediaTypeDockerSchema2Config
+	layers, err := in.resolveLayers(ctx, mfst.Layers, blobs)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("layers of %v: %w", mfst.RepoTags, err)
+	}
+	manifest := struct {
+		SchemaVersion int                  `json:"schemaVersion"`
+		MediaType     string               `json:"mediaType"`
+		Config        ocispec.Descriptor   `json:"config"`
+		Layers        []ocispec.Descriptor `json:"layers"`
+	}{SchemaVersion: 2, MediaType: images.MediaTypeDockerSchema2Manifest, Config: config, Layers: layers}
+	// The manifest is committed with the labels that keep its config
+	// and layers from the garbage collector, instead of being updated
+	// with them afterwards: one write transaction less per image.
+	desc, err := in.writeJSONBlob(ctx, manifest, manifest.MediaType, childLabels(ctx, append([]ocispec.Descriptor{config}, layers...)))
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("store manifest of %v: %w", mfst.RepoTags, err)
+	}
+	ps, err := images.Platforms(ctx, in.cs, desc)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("platform of %v: %w", mfst.RepoTags, err)
+	}
+	if len(ps) > 0 {
+		// A manifest has the one platform of its config.
+		desc.Platform = &ps[0]
+		// A Windows image without OS version is taken to match the host,
+		// as containerd does (containerd/containerd#5690).
+		if desc.Platform.OS == "windows" && desc.Platform.OSVersion == "" {
+			desc.Platform.OSVersion = platforms.DefaultSpec().OSVersion
+		}
+	}
+	return desc, nil
+}
+
+// namedEntries are the index entries of the manifest desc: one per name in
+// repoTags, annotated with it, or desc alone for an image without names.
+func namedEntries(desc ocispec.Descriptor, repoTags []string) ([]ocispec.Descriptor, error) {
+	if len(repoTags) == 0 {
+		return []ocispec.Descriptor{desc}, nil
+	}
+	var entries []ocispec.Descriptor
+	for _, ref := range repoTags {
+		named, err := reference.ParseDockerRef(ref)
+		if err != nil {
+			return nil, fmt.Errorf("normalize image ref %q: %w", ref, err)
+		}
+		d := desc
+		d.Annotations = map[string]string{
+			images.AnnotationImageName: named.String(),
+			ocispec.AnnotationRefName:  ociReferenceName(named.String()),
+		}
+		entries = append(entries, d)
+	}
+	return entries, nil
 }
 
 // resolveLayers gives the layers of a docker manifest their descriptors:

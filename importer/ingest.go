@@ -10,10 +10,7 @@ import (
 	"io"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/platforms"
-	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -75,89 +72,30 @@ func (in ingester) importIndex(ctx context.Context, r io.Reader) ([]ocispec.Desc
 
 // index returns the entries of the index of the images an archive holds,
 // from what its walk found: an OCI layout's index.json, or for a docker
-// save, one manifest per image name, written here. The index of a docker
-// save is not written: no image would reference it.
+// save, one manifest per image name, written here (dockerSaveIndex).
 func (in ingester) index(ctx context.Context, c *contents) ([]ocispec.Descriptor, error) {
-	ociLayout, mfsts, symlinks, blobs := c.ociLayout, c.mfsts, c.symlinks, c.blobs
-	if ociLayout.Version != "" {
-		if ociLayout.Version != ocispec.ImageLayoutVersion {
-			return nil, fmt.Errorf("OCI layout version %q is not supported (want %s)", ociLayout.Version, ocispec.ImageLayoutVersion)
-		}
-		if c.ociIndex == nil {
-			return nil, errors.New("OCI layout has no index.json")
-		}
-		var index ocispec.Index
-		if err := json.Unmarshal(c.ociIndex, &index); err != nil {
-			return nil, fmt.Errorf("decode index.json: %w", err)
-		}
-		return index.Manifests, nil
+	if c.ociLayout.Version != "" {
+		return c.ociManifests()
 	}
-	if mfsts == nil {
+	if c.mfsts == nil {
 		return nil, errNoManifest
 	}
-	for name, linkname := range symlinks {
-		desc, ok := blobs[linkname]
-		if !ok {
-			return nil, fmt.Errorf("layer %q links to %q, which the archive does not hold", name, linkname)
-		}
-		blobs[name] = desc
-	}
+	return in.dockerSaveIndex(ctx, c)
+}
 
-	var idx []ocispec.Descriptor
-	for _, mfst := range mfsts {
-		config, ok := blobs[mfst.Config]
-		if !ok {
-			return nil, fmt.Errorf("manifest.json names config %q, which the archive does not hold", mfst.Config)
-		}
-		config.MediaType = images.MediaTypeDockerSchema2Config
-		layers, err := in.resolveLayers(ctx, mfst.Layers, blobs)
-		if err != nil {
-			return nil, fmt.Errorf("layers of %v: %w", mfst.RepoTags, err)
-		}
-		manifest := struct {
-			SchemaVersion int                  `json:"schemaVersion"`
-			MediaType     string               `json:"mediaType"`
-			Config        ocispec.Descriptor   `json:"config"`
-			Layers        []ocispec.Descriptor `json:"layers"`
-		}{SchemaVersion: 2, MediaType: images.MediaTypeDockerSchema2Manifest, Config: config, Layers: layers}
-		// The manifest is committed with the labels that keep its config
-		// and layers from the garbage collector, instead of being updated
-		// with them afterwards: one write transaction less per image.
-		desc, err := in.writeJSONBlob(ctx, manifest, manifest.MediaType, childLabels(ctx, append([]ocispec.Descriptor{config}, layers...)))
-		if err != nil {
-			return nil, fmt.Errorf("store manifest of %v: %w", mfst.RepoTags, err)
-		}
-		ps, err := images.Platforms(ctx, in.cs, desc)
-		if err != nil {
-			return nil, fmt.Errorf("platform of %v: %w", mfst.RepoTags, err)
-		}
-		if len(ps) > 0 {
-			// A manifest has the one platform of its config.
-			desc.Platform = &ps[0]
-			// A Windows image without OS version is taken to match the host,
-			// as containerd does (containerd/containerd#5690).
-			if desc.Platform.OS == "windows" && desc.Platform.OSVersion == "" {
-				desc.Platform.OSVersion = platforms.DefaultSpec().OSVersion
-			}
-		}
-		if len(mfst.RepoTags) == 0 {
-			idx = append(idx, desc)
-			continue
-		}
-		for _, ref := range mfst.RepoTags {
-			named, err := reference.ParseDockerRef(ref)
-			if err != nil {
-				return nil, fmt.Errorf("normalize image ref %q: %w", ref, err)
-			}
-			d := desc
-			d.Annotations = map[string]string{
-				images.AnnotationImageName: named.String(),
-				ocispec.AnnotationRefName:  ociReferenceName(named.String()),
-			}
-			idx = append(idx, d)
-		}
+// ociManifests are the entries of an OCI layout's index.json.
+func (c *contents) ociManifests() ([]ocispec.Descriptor, error) {
+	if c.ociLayout.Version != ocispec.ImageLayoutVersion {
+		return nil, fmt.Errorf("OCI layout version %q is not supported (want %s)", c.ociLayout.Version, ocispec.ImageLayoutVersion)
 	}
-	return idx, nil
+	if c.ociIndex == nil {
+		return nil, errors.New("OCI layout has no index.json")
+	}
+	var index ocispec.Index
+	if err := json.Unmarshal(c.ociIndex, &index); err != nil {
+		return nil, fmt.Errorf("decode index.json: %w", err)
+	}
+	return index.Manifests, nil
 }
 
 // writeBlob writes the size bytes of r to the content store under ref and
