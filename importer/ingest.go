@@ -15,10 +15,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// The archive walk below follows containerd's archive.ImportIndex
-// (core/images/archive/importer.go, Apache-2.0, The containerd Authors): the
-// same formats, and the same images, manifests and digests as a result. It
-// differs where that matters for speed:
+// The import of an archive's blobs and index (importIndex below, and
+// importIndexAt in ingest_parallel.go; the tar walk in tarwalk.go, the
+// manifests of a docker save in dockersave.go) follows containerd's
+// archive.ImportIndex (core/images/archive/importer.go, Apache-2.0, The
+// containerd Authors): the same formats, and the same images, manifests and
+// digests as a result. It differs where that matters for speed:
 //
 //   - The index of the images is kept in memory, not written: an OCI
 //     layout's index.json as read, a docker save's as built here. No image
