@@ -30,6 +30,25 @@ var _ contentWrites = (contentapi.ContentClient)(nil)
 // the writes of a session in order, answering each.
 const writeWindow = 2
 
+// blobChunk is the size of the writes of a blob to containerd; a gRPC
+// message of containerd's client holds up to 8 MiB.
+const blobChunk = 4 << 20
+
+// chunks are the buffers the writes of a blob are sent from (see
+// blobWriter.copy), one per write in flight, kept from blob to blob so that
+// an import allocates them once, not per blob. Each is made only as large
+// as the blobs so far needed, up to blobChunk: small archives do not pay
+// for (and clear) whole chunks.
+type chunks [writeWindow][]byte
+
+// buffer returns the i-th buffer, at least n bytes long.
+func (c *chunks) buffer(i, n int) []byte {
+	if len(c[i]) < n {
+		c[i] = make([]byte, n)
+	}
+	return c[i]
+}
+
 // blobWriter is a write session of containerd's content service for one
 // blob. The client's content.Writer sends a write only once containerd has
 // answered the one before, so reading the archive and sending each chunk

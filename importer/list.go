@@ -104,11 +104,31 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 	cri := runtimeapi.NewImageServiceClient(im.conn)
 
 	source := filepath.Base(path)
-	refs := make([]ReferenceResult, len(list.Entries))
-	names := make([][]string, len(list.Entries))
+	refs, names := im.pullEntries(ctx, cri, auth, list.Entries, source)
+	for _, inv := range list.Invalid {
+		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: inv.Text, Outcome: OutcomeFailed,
+			Error: fmt.Sprintf("invalid reference %q: %v", inv.Text, inv.Err)})
+	}
+	slices.SortFunc(refs, func(a, b ReferenceResult) int { return a.Line - b.Line })
+	res.References = refs
+	for _, n := range names {
+		res.Images = append(res.Images, n...)
+	}
+	slices.Sort(res.Images)
+	res.Images = slices.Compact(res.Images)
+	return res, failedReferences(ctx, source, refs)
+}
+
+// pullEntries makes the references of entries present, up to
+// Config.PullConcurrency at once, and returns the result of each and the
+// image names each produced, in the order of entries. Once ctx is done, the
+// references not yet started fail with its error.
+func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAuth, entries []ListEntry, source string) ([]ReferenceResult, [][]string) {
+	refs := make([]ReferenceResult, len(entries))
+	names := make([][]string, len(entries))
 	sem := make(chan struct{}, im.cfg.PullConcurrency)
 	var wg sync.WaitGroup
-	for i, e := range list.Entries {
+	for i, e := range entries {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -135,19 +155,12 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 		})
 	}
 	wg.Wait()
+	return refs, names
+}
 
-	for _, inv := range list.Invalid {
-		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: inv.Text, Outcome: OutcomeFailed,
-			Error: fmt.Sprintf("invalid reference %q: %v", inv.Text, inv.Err)})
-	}
-	slices.SortFunc(refs, func(a, b ReferenceResult) int { return a.Line - b.Line })
-	res.References = refs
-	for _, n := range names {
-		res.Images = append(res.Images, n...)
-	}
-	slices.Sort(res.Images)
-	res.Images = slices.Compact(res.Images)
-
+// failedReferences is the error of a list whose references in refs failed,
+// naming each with its line of the file source, or nil if none failed.
+func failedReferences(ctx context.Context, source string, refs []ReferenceResult) error {
 	var failed []string
 	for _, r := range refs {
 		if r.Outcome == OutcomeFailed {
@@ -155,13 +168,13 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 		}
 	}
 	if len(failed) == 0 {
-		return res, nil
+		return nil
 	}
-	err = fmt.Errorf("%d of %d %w: %s", len(failed), len(refs), ErrReferencesFailed, strings.Join(failed, "; "))
+	err := fmt.Errorf("%d of %d %w: %s", len(failed), len(refs), ErrReferencesFailed, strings.Join(failed, "; "))
 	if ctx.Err() != nil {
 		err = errors.Join(ctx.Err(), err)
 	}
-	return res, err
+	return err
 }
 
 // pullReference makes one reference present through the CRI and counts

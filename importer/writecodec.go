@@ -1,3 +1,12 @@
+// writeCodec exists for what it saves, measured by make bench when it came
+// in (commit 0731080): the peak RSS of a 1 GiB import fell from 41 to 29 MiB,
+// of an 8-layer import from 74 to 45 MiB, and imagedrop's CPU for 1 GiB from
+// 0.81 to 0.58 s. Removing it (openSession would then call Write without
+// grpc.ForceCodecV2) costs that back. It relies on the fields of containerd's
+// WriteContentRequest, on gRPC's proto codec and on gRPC honouring
+// ForceCodecV2 on a stream; TestWriteCodecAssumptions and
+// TestWriteCodecIsUsed fail when an upgrade changes any of them.
+
 package importer
 
 import (

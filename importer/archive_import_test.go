@@ -25,8 +25,6 @@ import (
 	"github.com/imagedrop/imagedrop/importer"
 )
 
-func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
-
 // env is one test's view of the shared containerd: its own namespace.
 type env struct {
 	t      *testing.T

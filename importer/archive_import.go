@@ -12,6 +12,7 @@ import (
 	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
@@ -199,6 +200,31 @@ func imageName(annotations map[string]string) (string, bool) {
 		return n, true
 	}
 	return "", false
+}
+
+// lazyLabels is the content.Manager of the walk that labels an import's
+// content: it applies a label update only where a blob lacks one of the
+// labels (a blob committed with them, or imported before, costs a read
+// rather than a write transaction).
+type lazyLabels struct {
+	content.Manager
+}
+
+func (l lazyLabels) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	if cur, err := l.Manager.Info(ctx, info.Digest); err == nil && hasLabels(cur.Labels, info.Labels) {
+		return cur, nil
+	}
+	return l.Manager.Update(ctx, info, fieldpaths...)
+}
+
+// hasLabels reports whether have holds every label of want, equal.
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // dedupeImages keeps the last image of each name, in first-seen order.

@@ -48,9 +48,28 @@ type section struct {
 // It returns errSparse, having written nothing, for an archive whose
 // entries cannot be read as sections; the stream path reads those.
 func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(*io.SectionReader) io.Reader) ([]ocispec.Descriptor, error) {
-	sr := io.NewSectionReader(ra, 0, size)
-	tr := tar.NewReader(sr) // seeks over data it is not asked to read
 	c := newContents()
+	secs, err := c.sections(io.NewSectionReader(ra, 0, size))
+	if err != nil {
+		return nil, err
+	}
+	known := knownLayerDigests(ra, c, secs)
+	digests, err := in.writeSections(ctx, ra, secs, known, count)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range secs {
+		c.blobs[s.name] = ocispec.Descriptor{Digest: digests[i], Size: s.size}
+	}
+	return in.index(ctx, c)
+}
+
+// sections walks the archive sr, reading its metadata files into c, and
+// returns where the data of each blob entry lies; of entries of the same
+// name, the last, as in a stream. It returns errSparse for an archive with
+// sparse entries.
+func (c *contents) sections(sr *io.SectionReader) ([]section, error) {
+	tr := tar.NewReader(sr) // seeks over data it is not asked to read
 	var secs []section
 	seen := map[string]int{}
 	err := c.walk(tr, func(hdr *tar.Header, name string) error {
@@ -75,9 +94,14 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 	if err != nil {
 		return nil, err
 	}
+	return secs, nil
+}
 
-	known := knownLayerDigests(ra, c, secs)
-
+// writeSections writes the blobs of secs to the content store, blobWriters
+// at a time, largest first, each from its own section of ra read through
+// count, and returns their digests in the order of secs. A blob whose
+// digest its name or known gives is not written if containerd holds it.
+func (in ingester) writeSections(ctx context.Context, ra io.ReaderAt, secs []section, known map[string]digest.Digest, count func(*io.SectionReader) io.Reader) ([]digest.Digest, error) {
 	order := make([]int, len(secs))
 	for i := range order {
 		order[i] = i
@@ -116,10 +140,7 @@ func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	for i, s := range secs {
-		c.blobs[s.name] = ocispec.Descriptor{Digest: digests[i], Size: s.size}
-	}
-	return in.index(ctx, c)
+	return digests, nil
 }
 
 // knownLayerDigests returns the digests of the uncompressed layers of the
