@@ -84,7 +84,7 @@ func TestWatchListFromConfigMap(t *testing.T) {
 	for _, r := range detail.References {
 		outcomes[r.Line] = r.Outcome
 	}
-	want := map[int]string{2: "pulled", 3: "pulled", 5: "failed", 6: "failed"}
+	want := map[int]string{2: "pulled", 3: "pulled", 5: "failure", 6: "failure"}
 	for line, o := range want {
 		if outcomes[line] != o {
 			t.Errorf("line %d outcome = %q, want %q (all: %+v)", line, outcomes[line], o, detail.References)

@@ -162,7 +162,7 @@ func (im *Importer) collectImages(ctx context.Context, index []ocispec.Descripto
 		found = append(found, images.Image{Name: name, Target: m})
 	}
 	if unnamed > 0 {
-		im.log.Warn("archive has manifests without a usable image name; they are not imported", "count", unnamed)
+		im.log.Warn("unnamed_manifests_skipped", "count", unnamed)
 	}
 	if len(index) == 0 {
 		return nil, 0, nil
@@ -265,7 +265,7 @@ func (im *Importer) lease(ctx context.Context) (context.Context, func(context.Co
 			opts = append(opts, leases.SynchronousDelete)
 		}
 		if err := ls.Delete(context.WithoutCancel(ctx), l, opts...); err != nil {
-			im.log.Warn("release lease", "lease", l.ID, "err", err)
+			im.log.Warn("lease_release_failed", "lease", l.ID, "err", err)
 		}
 	}
 	return leases.WithLease(ctx, l.ID), hold, release, nil
@@ -327,7 +327,7 @@ func (im *Importer) logProgress(path string, size int64, read *byteCounter) func
 			case <-t.C:
 				n := read.n.Load()
 				elapsed := time.Since(start).Seconds()
-				im.log.Info("import progress", "path", path, "bytes_read", n, "size", size,
+				im.log.Info("import_progress", "path", path, "bytes_read", n, "size", size,
 					"percent", int(100*n/max(size, 1)), "rate_mib_per_second", float64(n)/(1<<20)/elapsed)
 			}
 		}

@@ -529,7 +529,7 @@ func TestImportLogsProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := logs.String()
-	if !containsAll(out, "msg=\"import progress\"", "path="+path, "bytes_read=", "rate_mib_per_second=") {
+	if !containsAll(out, "msg=import_progress", "path="+path, "bytes_read=", "rate_mib_per_second=") {
 		t.Errorf("no progress line in the logs:\n%s", out)
 	}
 }

@@ -91,7 +91,7 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 		all = append(all, images.Image{Name: img.Name, Target: img.Target, Labels: own})
 		tags, err := retagNames(img.Name, im.cfg.ExtraRegistries)
 		if err != nil {
-			im.obs.Retagged("failure")
+			im.obs.Retagged(ResultFailure)
 			return nil, 0, err
 		}
 		for _, t := range tags {
@@ -120,9 +120,9 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 		isNew, err := im.upsert(ctx, img, from == fromPull && !isRetag(img.Name))
 		if isRetag(img.Name) {
 			if err != nil {
-				im.obs.Retagged("failure")
+				im.obs.Retagged(ResultFailure)
 			} else {
-				im.obs.Retagged("success")
+				im.obs.Retagged(ResultSuccess)
 			}
 		}
 		if err != nil {
@@ -174,7 +174,7 @@ func (im *Importer) rollback(ctx context.Context, names []string) {
 	ctx = context.WithoutCancel(ctx)
 	for _, n := range names {
 		if err := im.client.ImageService().Delete(ctx, n); err != nil && !errdefs.IsNotFound(err) {
-			im.log.Warn("remove image of failed import", "image", n, "err", err)
+			im.log.Warn("failed_import_image_remove_failed", "image", n, "err", err)
 		}
 	}
 }
@@ -265,7 +265,7 @@ func (im *Importer) unpack(ctx context.Context, found []images.Image) (int, erro
 			return n, fmt.Errorf("check %s: %w", img.Name, err)
 		}
 		if !available || len(missing) > 0 {
-			im.log.Debug("image has no complete content for this platform; not unpacked", "image", img.Name)
+			im.log.Debug("image_incomplete_for_platform_not_unpacked", "image", img.Name)
 			continue
 		}
 		if err := containerd.NewImageWithPlatform(im.client, img, im.platform).Unpack(ctx, im.cfg.Snapshotter); err != nil {

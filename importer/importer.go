@@ -92,8 +92,8 @@ type Config struct {
 	// PullRetries is how often a pull that failed for a transient reason
 	// (registry unreachable, 5xx, timeout) is tried again.
 	PullRetries int
-	// PullBackoff is the delay before the first retry; it doubles for each
-	// further retry, up to a minute, with jitter.
+	// PullBackoff is the delay before the first retry of a pull; with
+	// WithPullBackoff (as cmd/imagedrop does) it grows per retry.
 	PullBackoff time.Duration
 	// PullAuthFile is a docker config.json whose credentials are sent with
 	// pulls from matching registries; empty means none.
@@ -171,11 +171,23 @@ func validateRegistry(r string) error {
 	return nil
 }
 
+// Results of a retag, as passed to Observer.Retagged.
+const (
+	ResultSuccess = "success"
+	ResultFailure = "failure"
+)
+
+// RetagResults returns every result Observer.Retagged is told.
+func RetagResults() []string { return []string{ResultSuccess, ResultFailure} }
+
 // Observer is told what the importer did, for metrics.
 type Observer interface {
 	BytesRead(n int64)
 	ImagesImported(n int)
+	// Retagged reports a retag: ResultSuccess or ResultFailure.
 	Retagged(result string)
+	// ImagePulled reports one reference of a list: OutcomePulled,
+	// OutcomePresent or OutcomeFailure.
 	ImagePulled(result string, d time.Duration)
 }
 
@@ -193,6 +205,7 @@ type Importer struct {
 	cfg      Config
 	log      *slog.Logger
 	obs      Observer
+	backoff  func(n int) time.Duration // delay before retry n of a pull
 	platform platforms.MatchComparer
 }
 
@@ -202,6 +215,14 @@ type Option func(*Importer)
 // WithObserver sends the importer's events to o.
 func WithObserver(o Observer) Option {
 	return func(im *Importer) { im.obs = o }
+}
+
+// WithPullBackoff sets the delay before retry n (n ≥ 1) of a pull that
+// failed for a transient reason; cmd/imagedrop hands it the watcher's
+// Backoff, the one backoff of imagedrop. Without it every retry waits
+// Config.PullBackoff.
+func WithPullBackoff(delay func(n int) time.Duration) Option {
+	return func(im *Importer) { im.backoff = delay }
 }
 
 // New returns an Importer that talks to containerd through client.
@@ -252,7 +273,7 @@ type Result struct {
 func (im *Importer) Process(ctx context.Context, path string) (Result, error) {
 	kind, ok := KindOf(path)
 	if !ok {
-		return Result{Path: path}, fmt.Errorf("%s: unsupported file name (want .tar, .tar.gz, .tgz, .tar.zst, .tzst, .tar.lz4, .tar.bz2, .tbz or .txt)", path)
+		return Result{Path: path}, fmt.Errorf("%s: unsupported file name (want %s)", path, suffixList())
 	}
 	if kind == KindList {
 		return im.ImportList(ctx, path)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,19 +25,21 @@ import (
 // Lists are pulled through the CRI, so they need Config.Namespace to be it.
 const CRINamespace = "k8s.io"
 
+// PullOutcomes returns every outcome of a reference, as Observer.ImagePulled
+// is told.
+func PullOutcomes() []string { return []string{OutcomePulled, OutcomePresent, OutcomeFailure} }
+
 // Outcomes of one reference of a list.
 const (
 	OutcomePulled  = "pulled"  // pulled from the registry now
 	OutcomePresent = "present" // already on the node; nothing pulled
-	OutcomeFailed  = "failed"  // invalid, not found, or the pull failed
+	OutcomeFailure = "failure" // invalid, not found, or the pull failed
 )
 
 // ErrReferencesFailed means some references of a list were invalid or
 // could not be pulled; the others were pulled and pinned.
 var ErrReferencesFailed = errors.New("references failed")
 
-// maxPullBackoff caps the delay between two attempts to pull a reference.
-const maxPullBackoff = time.Minute
 
 // ReferenceResult is the outcome of one reference of a list.
 type ReferenceResult struct {
@@ -106,7 +107,7 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 	source := filepath.Base(path)
 	refs, names := im.pullEntries(ctx, cri, auth, list.Entries, source)
 	for _, inv := range list.Invalid {
-		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: inv.Text, Outcome: OutcomeFailed,
+		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: inv.Text, Outcome: OutcomeFailure,
 			Error: fmt.Sprintf("invalid reference %q: %v", inv.Text, inv.Err)})
 	}
 	slices.SortFunc(refs, func(a, b ReferenceResult) int { return a.Line - b.Line })
@@ -132,7 +133,7 @@ func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAut
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			refs[i] = ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: OutcomeFailed, Error: ctx.Err().Error()}
+			refs[i] = ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: OutcomeFailure, Error: ctx.Err().Error()}
 			continue
 		}
 		wg.Go(func() {
@@ -140,18 +141,18 @@ func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAut
 			start := time.Now()
 			rr := im.pullReference(ctx, cri, auth, e, log)
 			<-sem // the CRI is done: the next pull starts while this one is labelled
-			if rr.Outcome != OutcomeFailed {
+			if rr.Outcome != OutcomeFailure {
 				rr, names[i] = im.labelPulled(ctx, rr, e, source)
 			}
 			refs[i] = rr
-			if rr.Outcome == OutcomeFailed {
+			if rr.Outcome == OutcomeFailure {
 				return // logged once, with the file's error
 			}
 			level := slog.LevelInfo
 			if rr.Outcome == OutcomePresent {
 				level = slog.LevelDebug
 			}
-			log.Log(ctx, level, "reference ready", "outcome", rr.Outcome, "image", rr.Image, "attempts", rr.Attempts, "duration", time.Since(start))
+			log.Log(ctx, level, "reference_ready", "outcome", rr.Outcome, "image", rr.Image, "attempts", rr.Attempts, "duration", time.Since(start))
 		})
 	}
 	wg.Wait()
@@ -163,7 +164,7 @@ func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAut
 func failedReferences(ctx context.Context, source string, refs []ReferenceResult) error {
 	var failed []string
 	for _, r := range refs {
-		if r.Outcome == OutcomeFailed {
+		if r.Outcome == OutcomeFailure {
 			failed = append(failed, fmt.Sprintf("%s:%d: %s", source, r.Line, r.Error))
 		}
 	}
@@ -178,15 +179,15 @@ func failedReferences(ctx context.Context, source string, refs []ReferenceResult
 }
 
 // pullReference makes one reference present through the CRI and counts
-// the pull. Its result's outcome is OutcomeFailed, with the error, if that
+// the pull. Its result's outcome is OutcomeFailure, with the error, if that
 // failed.
 func (im *Importer) pullReference(ctx context.Context, cri criImages, auth pullAuth, e ListEntry, log *slog.Logger) ReferenceResult {
 	start := time.Now()
 	outcome, attempts, err := im.pull(ctx, cri, auth.forReference(e.Reference), e.Reference, log)
 	rr := ReferenceResult{Line: e.Line, Reference: e.Reference, Outcome: outcome, Attempts: attempts}
 	if err != nil {
-		im.obs.ImagePulled("failure", time.Since(start))
-		rr.Outcome, rr.Error = OutcomeFailed, err.Error()
+		im.obs.ImagePulled(OutcomeFailure, time.Since(start))
+		rr.Outcome, rr.Error = OutcomeFailure, err.Error()
 		return rr
 	}
 	im.obs.ImagePulled(outcome, time.Since(start))
@@ -201,12 +202,12 @@ func (im *Importer) labelPulled(ctx context.Context, rr ReferenceResult, e ListE
 	img, err := im.client.ImageService().Get(ctx, e.Image)
 	if err != nil {
 		rr.Error = fmt.Sprintf("%s is %s but containerd has no image %s: %v", e.Reference, rr.Outcome, e.Image, err)
-		rr.Outcome = OutcomeFailed
+		rr.Outcome = OutcomeFailure
 		return rr, nil
 	}
 	names, _, err := im.store(ctx, []images.Image{img}, source, fromPull)
 	if err != nil {
-		rr.Outcome, rr.Error = OutcomeFailed, fmt.Sprintf("%s: label and retag: %v", e.Reference, err)
+		rr.Outcome, rr.Error = OutcomeFailure, fmt.Sprintf("%s: label and retag: %v", e.Reference, err)
 		return rr, nil
 	}
 	rr.Image = e.Image
@@ -243,8 +244,8 @@ func (im *Importer) pull(ctx context.Context, cri criImages, auth *runtimeapi.Au
 		case attempts > im.cfg.PullRetries:
 			return "", attempts, fmt.Errorf("%s: gave up after %d attempts: %s", ref, attempts, grpcMessage(err))
 		}
-		delay := pullBackoff(im.cfg.PullBackoff, attempts)
-		log.Warn("pull failed; retrying", "attempt", attempts, "delay", delay, "err", grpcMessage(err))
+		delay := im.pullBackoff(attempts)
+		log.Warn("pull_failed_retrying", "attempt", attempts, "delay", delay, "err", grpcMessage(err))
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -255,15 +256,13 @@ func (im *Importer) pull(ctx context.Context, cri criImages, auth *runtimeapi.Au
 	}
 }
 
-// pullBackoff is the delay before retry n (1-based): base doubling per
-// retry up to maxPullBackoff, then a random half of it taken off (jitter).
-func pullBackoff(base time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < maxPullBackoff; i++ {
-		d *= 2
+// pullBackoff is the delay before retry n of a pull (1-based): the
+// WithPullBackoff policy, or Config.PullBackoff every time without one.
+func (im *Importer) pullBackoff(n int) time.Duration {
+	if im.backoff == nil {
+		return im.cfg.PullBackoff
 	}
-	d = min(d, maxPullBackoff)
-	return d/2 + rand.N(d/2+1)
+	return im.backoff(n)
 }
 
 // The CRI hands registry errors over gRPC as text (mostly code Unknown),

@@ -86,11 +86,12 @@ func TestPullErrorClass(t *testing.T) {
 
 func TestPullBackoff(t *testing.T) {
 	t.Parallel()
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 7: time.Minute, 40: time.Minute} {
-		for range 50 {
-			if got := pullBackoff(time.Second, n); got < want/2 || got > want {
-				t.Fatalf("pullBackoff(1s, %d) = %s, want within [%s, %s]", n, got, want/2, want)
-			}
-		}
+	im := &Importer{cfg: Config{PullBackoff: 3 * time.Second}}
+	if got := im.pullBackoff(5); got != 3*time.Second {
+		t.Errorf("without a policy: pullBackoff(5) = %s, want Config.PullBackoff 3s", got)
+	}
+	WithPullBackoff(func(n int) time.Duration { return time.Duration(n) * time.Hour })(im)
+	if got := im.pullBackoff(5); got != 5*time.Hour {
+		t.Errorf("with a policy: pullBackoff(5) = %s, want the policy's 5h", got)
 	}
 }

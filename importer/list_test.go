@@ -179,7 +179,7 @@ func TestImportListPulledThenPresent(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	if got, want := outcomes(res), map[int]string{2: "pulled", 4: "pulled", 6: "failed", 7: "failed"}; !maps.Equal(got, want) {
+	if got, want := outcomes(res), map[int]string{2: "pulled", 4: "pulled", 6: "failure", 7: "failure"}; !maps.Equal(got, want) {
 		t.Errorf("outcomes by line = %v, want %v", got, want)
 	}
 	aName := e.ref(h, "a")
@@ -280,7 +280,7 @@ func TestImportListMissingImage(t *testing.T) {
 		t.Fatalf("ImportList error = %v, want mixed.txt:1 not found", err)
 	}
 	t.Logf("error: %v", err)
-	if got, want := outcomes(res), map[int]string{1: "failed", 2: "pulled"}; !maps.Equal(got, want) {
+	if got, want := outcomes(res), map[int]string{1: "failure", 2: "pulled"}; !maps.Equal(got, want) {
 		t.Errorf("outcomes = %v, want %v", got, want)
 	}
 	if r := res.References[0]; r.Attempts != 1 {
@@ -313,7 +313,7 @@ func TestImportListRegistryDownThenUp(t *testing.T) {
 		done <- outcome{res, err}
 	}()
 	waitFor(t, 60*time.Second, "a failed pull to be retried", func() bool {
-		return strings.Contains(e.logs.String(), "pull failed; retrying")
+		return strings.Contains(e.logs.String(), "pull_failed_retrying")
 	})
 	e.reg.Start()
 
@@ -402,7 +402,7 @@ func TestImportListPullAuth(t *testing.T) {
 		t.Fatalf("ImportList without credentials: %v, want an authorization failure", err)
 	}
 	t.Logf("error: %v", err)
-	if r := res.References[0]; r.Outcome != "failed" || r.Attempts != 1 {
+	if r := res.References[0]; r.Outcome != "failure" || r.Attempts != 1 {
 		t.Errorf("reference = %+v, want failed after 1 attempt", r)
 	}
 

@@ -53,6 +53,24 @@ var (
 	retagResult = []string{ResultSuccess, ResultFailure}
 )
 
+// The values each label accepts, for the tests of the packages that report
+// them.
+
+// Kinds returns the values of the "kind" label.
+func Kinds() []string { return slices.Clone(kinds) }
+
+// FileResults returns the values of the "result" label of
+// imagedrop_files_processed_total.
+func FileResults() []string { return slices.Clone(fileResults) }
+
+// PullResults returns the values of the "result" label of
+// imagedrop_image_pulls_total.
+func PullResults() []string { return slices.Clone(pullResults) }
+
+// RetagResults returns the values of the "result" label of
+// imagedrop_retags_total.
+func RetagResults() []string { return slices.Clone(retagResult) }
+
 // durationBuckets spans 50 ms (a small list whose images are all present) to
 // one hour (a multi-gigabyte archive on a slow disk, a large pull).
 var durationBuckets = []float64{

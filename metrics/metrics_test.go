@@ -193,9 +193,9 @@ func TestLint(t *testing.T) {
 
 type nopProbes struct{}
 
-func (nopProbes) Healthy() error              { return nil }
-func (nopProbes) Ready(context.Context) error { return nil }
-func (nopProbes) Status() any                 { return nil }
+func (nopProbes) Healthy() error                        { return nil }
+func (nopProbes) Ready(context.Context) (string, error) { return "", nil }
+func (nopProbes) Status() any                           { return nil }
 
 func TestNewRegistry(t *testing.T) {
 	t.Parallel()

@@ -24,7 +24,10 @@ type Probes interface {
 	Healthy() error
 	// Ready returns nil once the files present at startup have been
 	// processed and containerd answers. It must return when ctx is done.
-	Ready(ctx context.Context) error
+	// While ready, degraded may name a way imagedrop works below par (a
+	// directory rescanned because inotify could not watch it): /readyz says
+	// so in its body and still answers 200.
+	Ready(ctx context.Context) (degraded string, err error)
 	// Status returns a JSON-encodable document served on /status.
 	Status() any
 }
@@ -190,7 +193,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	addr := ln.Addr().String()
 
-	s.log.Info("http server listening", "addr", addr)
+	s.log.Info("http_server_listening", "addr", addr)
 	served := make(chan error, 1)
 	go func() { served <- s.srv.Serve(ln) }()
 
@@ -212,7 +215,7 @@ func (s *Server) Run(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("serve http on %s: %w", addr, serveErr))
 	}
 	if err == nil {
-		s.log.Info("http server stopped", "addr", addr)
+		s.log.Info("http_server_stopped", "addr", addr)
 	}
 	return err
 }
@@ -239,7 +242,7 @@ func (s *Server) routes(reg *prometheus.Registry, probes Probes) http.Handler {
 		})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := probes.Healthy(); err != nil {
-			s.log.Warn("health check failed", "err", err)
+			s.log.Warn("health_check_failed", "err", err)
 			writeText(w, http.StatusServiceUnavailable, "unhealthy: "+err.Error()+"\n")
 			return
 		}
@@ -248,9 +251,14 @@ func (s *Server) routes(reg *prometheus.Registry, probes Probes) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
 		defer cancel()
-		if err := probes.Ready(ctx); err != nil {
-			s.log.Debug("readiness check failed", "err", err)
+		degraded, err := probes.Ready(ctx)
+		if err != nil {
+			s.log.Debug("readiness_check_failed", "err", err)
 			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			return
+		}
+		if degraded != "" {
+			writeText(w, http.StatusOK, "ok, degraded: "+degraded+"\n")
 			return
 		}
 		writeText(w, http.StatusOK, "ok\n")
@@ -258,7 +266,7 @@ func (s *Server) routes(reg *prometheus.Registry, probes Probes) http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		body, err := json.MarshalIndent(probes.Status(), "", "  ")
 		if err != nil {
-			s.log.Error("cannot encode status", "err", err)
+			s.log.Error("status_encode_failed", "err", err)
 			writeText(w, http.StatusInternalServerError, "encode status: "+err.Error()+"\n")
 			return
 		}

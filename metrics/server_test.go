@@ -29,11 +29,12 @@ func TestMain(m *testing.M) {
 }
 
 type fakeProbes struct {
-	mu      sync.Mutex
-	healthy error
-	ready   error
-	readyFn func(ctx context.Context) error // overrides ready if set
-	status  any
+	mu       sync.Mutex
+	healthy  error
+	ready    error
+	degraded string
+	readyFn  func(ctx context.Context) error // overrides ready if set
+	status   any
 }
 
 var _ metrics.Probes = (*fakeProbes)(nil)
@@ -44,14 +45,14 @@ func (p *fakeProbes) Healthy() error {
 	return p.healthy
 }
 
-func (p *fakeProbes) Ready(ctx context.Context) error {
+func (p *fakeProbes) Ready(ctx context.Context) (string, error) {
 	p.mu.Lock()
-	ready, fn := p.ready, p.readyFn
+	ready, degraded, fn := p.ready, p.degraded, p.readyFn
 	p.mu.Unlock()
 	if fn != nil {
-		return fn(ctx)
+		return "", fn(ctx)
 	}
-	return ready
+	return degraded, ready
 }
 
 func (p *fakeProbes) Status() any {
@@ -272,8 +273,15 @@ func TestServerReadyzTransition(t *testing.T) {
 		t.Errorf("before ready: status = %d, want 503", got.code)
 	}
 	p.setReady(nil)
-	if got := do(t, http.MethodGet, s.url+"/readyz"); got.code != http.StatusOK {
-		t.Errorf("after ready: status = %d, want 200; body: %s", got.code, got.body)
+	if got := do(t, http.MethodGet, s.url+"/readyz"); got.code != http.StatusOK || got.body != "ok\n" {
+		t.Errorf("after ready: status = %d, body %q, want 200 ok", got.code, got.body)
+	}
+	p.mu.Lock()
+	p.degraded = "rescanning 1 dir(s) every 10s"
+	p.mu.Unlock()
+	got := do(t, http.MethodGet, s.url+"/readyz")
+	if want := "ok, degraded: rescanning 1 dir(s) every 10s\n"; got.code != http.StatusOK || got.body != want {
+		t.Errorf("degraded: status = %d, body %q, want 200 %q", got.code, got.body, want)
 	}
 }
 

@@ -21,6 +21,8 @@ type Config struct {
 	// Rescan is how often RescanDirs, and directories whose inotify watches
 	// could not be added (the watch limit was reached), are walked again.
 	Rescan time.Duration
+	// Match tells which files to process, and their kind; required.
+	Match Matcher
 	// StateFile remembers what was done for which file across restarts.
 	// Empty keeps the state in memory only.
 	StateFile string
@@ -72,6 +74,9 @@ func (c Config) Validate() error {
 			}
 		}
 		clean = append(clean, abs)
+	}
+	if c.Match == nil {
+		return errors.New("a file matcher is required")
 	}
 	if c.Workers < 1 {
 		return fmt.Errorf("workers must be at least 1, got %d", c.Workers)

@@ -8,41 +8,12 @@ import (
 	"github.com/imagedrop/imagedrop/watcher"
 )
 
-func TestKind(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		path, want string
-	}{
-		{"a.tar", watcher.KindArchive},
-		{"/x/y/A.TAR", watcher.KindArchive},
-		{"a.tar.gz", watcher.KindArchive},
-		{"a.tgz", watcher.KindArchive},
-		{"a.tar.zst", watcher.KindArchive},
-		{"a.TZST", watcher.KindArchive},
-		{"a.tar.lz4", watcher.KindArchive},
-		{"a.tar.bz2", watcher.KindArchive},
-		{"a.tbz", watcher.KindArchive},
-		{"images.txt", watcher.KindList},
-		{"IMAGES.TXT", watcher.KindList},
-		{"a.gz", ""},
-		{"a.zst", ""},
-		{"a.tar.xz", ""},
-		{"tar", ""},
-		{"notes.md", ""},
-		{"a.tar.part", ""},
-	}
-	for _, tt := range tests {
-		if got := watcher.Kind(tt.path); got != tt.want {
-			t.Errorf("Kind(%q) = %q, want %q", tt.path, got, tt.want)
-		}
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	valid := func() watcher.Config {
 		c := watcher.DefaultConfig()
 		c.Dirs = []string{"/var/lib/imagedrop/images"}
+		c.Match = watcher.MatchForTest
 		return c
 	}
 	tests := []struct {
@@ -53,6 +24,10 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", func(*watcher.Config) {}, ""},
 		{"two dirs", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/srv/images") }, ""},
 		{"no dirs", func(c *watcher.Config) { c.Dirs = nil }, "at least one directory"},
+		{"rescanned dirs only", func(c *watcher.Config) { c.Dirs, c.RescanDirs = nil, c.Dirs }, ""},
+		{"watched and rescanned overlap", func(c *watcher.Config) { c.RescanDirs = []string{"/var/lib/imagedrop/images/nfs"} }, "overlap"},
+		{"no matcher", func(c *watcher.Config) { c.Match = nil }, "matcher is required"},
+		{"no rescan interval", func(c *watcher.Config) { c.Rescan = 0 }, "rescan interval"},
 		{"empty dir", func(c *watcher.Config) { c.Dirs = []string{" "} }, "must not be empty"},
 		{"same dir twice", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/var/lib/imagedrop/images/") }, "overlap"},
 		{"nested dirs", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/var/lib/imagedrop") }, "overlap"},

@@ -203,6 +203,7 @@ func (s *syncBuffer) String() string {
 func testConfig(t *testing.T, dir string) watcher.Config {
 	cfg := watcher.DefaultConfig()
 	cfg.Dirs = []string{dir}
+	cfg.Match = watcher.MatchForTest
 	cfg.StateFile = filepath.Join(t.TempDir(), "state", "state.json")
 	cfg.Settle = 150 * time.Millisecond
 	cfg.RetryMin = 10 * time.Millisecond

@@ -9,6 +9,9 @@ const (
 	ResultSkipped = "skipped" // unchanged since a recorded success, images still present
 )
 
+// Results returns every result Observer.FileProcessed is told.
+func Results() []string { return []string{ResultSuccess, ResultFailure, ResultSkipped} }
+
 // Observer is told what the watcher does, for metrics; *metrics.Metrics
 // implements it. Its methods are called from the watcher's loop and must not
 // block or call back into the Watcher.

@@ -45,6 +45,7 @@ func TestOverflowRescans(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.Dirs = []string{dir}
+	cfg.Match = MatchForTest
 	w, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nopProc{}, nopImages{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +112,7 @@ func TestWatchFailureRescans(t *testing.T) {
 	put("a.tar", "a")
 	cfg := DefaultConfig()
 	cfg.Dirs = []string{dir}
+	cfg.Match = MatchForTest
 	w, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nopProc{}, nopImages{}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -51,6 +51,8 @@ var flagCases = map[string]flagCase{
 	"log-format":         {"text", "json", "json", "text", "text", both},
 	"workers":            {"2", "4", "4", "6", "6", both},
 	"images-dir":         {"/var/lib/imagedrop/images", "/env/a,/env/b", "/env/a,/env/b", "/arg", "/arg", watchOnly},
+	"rescan-dir":         {"", "/env/nfs,/env/cephfs", "/env/nfs,/env/cephfs", "/arg/nfs", "/arg/nfs", watchOnly},
+	"rescan-interval":    {"10s", "1m", "1m0s", "5s", "5s", watchOnly},
 	"state-file":         {"/var/lib/imagedrop/state.json", "/env/state.json", "/env/state.json", "/arg/state.json", "/arg/state.json", watchOnly},
 	"settle":             {"1s", "2s", "2s", "500ms", "500ms", watchOnly},
 	"retry-min":          {"5s", "1s", "1s", "3s", "3s", watchOnly},

@@ -76,7 +76,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer client.Close()
-	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"))
+	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"), cfg.common.pullBackoff())
 	if err != nil {
 		return err
 	}

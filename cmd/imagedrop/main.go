@@ -22,6 +22,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/imagedrop/imagedrop/importer"
+	"github.com/imagedrop/imagedrop/watcher"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -119,6 +120,18 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+}
+
+// pullBackoff hands the importer imagedrop's one backoff for pull retries:
+// from Config.PullBackoff, doubling up to a minute.
+func (c *commonConfig) pullBackoff() importer.Option {
+	return importer.WithPullBackoff(watcher.Backoff{Min: c.importer.PullBackoff, Max: time.Minute}.Delay)
+}
+
+// matchFile is the watcher's Matcher: the importer's table of file kinds.
+func matchFile(path string) (string, bool) {
+	kind, ok := importer.KindOf(path)
+	return string(kind), ok
 }
 
 func (c *commonConfig) validate() error {

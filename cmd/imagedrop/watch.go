@@ -28,8 +28,11 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 	c.common.register(fs)
 	c.watcher = watcher.DefaultConfig()
 	c.watcher.Dirs = []string{defaultImagesDir}
+	c.watcher.Match = matchFile
 	c.server = metrics.DefaultServerConfig()
 	fs.Var(newListFlag(&c.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable)")
+	fs.Var(newListFlag(&c.watcher.RescanDirs), "rescan-dir", "directory found by rescans every --rescan-interval instead of inotify, for network filesystems (repeatable)")
+	fs.DurationVar(&c.watcher.Rescan, "rescan-interval", c.watcher.Rescan, "how often --rescan-dir directories, and directories whose inotify watch failed, are rescanned")
 	fs.StringVar(&c.watcher.StateFile, "state-file", "/var/lib/imagedrop/state.json", "where imagedrop remembers what it did for which file")
 	fs.IntVar(&c.watcher.Workers, "workers", c.watcher.Workers, "files processed at once")
 	fs.DurationVar(&c.watcher.Settle, "settle", c.watcher.Settle, "how long a file written in place must stay unchanged before it is read")
@@ -95,7 +98,8 @@ func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer client.Close()
 
-	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"), importer.WithObserver(m))
+	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"),
+		importer.WithObserver(m), cfg.common.pullBackoff())
 	if err != nil {
 		return err
 	}
@@ -139,14 +143,14 @@ type probes struct {
 
 func (p probes) Healthy() error { return p.w.Healthy() }
 
-func (p probes) Ready(ctx context.Context) error {
+func (p probes) Ready(ctx context.Context) (string, error) {
 	if !p.w.Ready() {
-		return errors.New("startup preload not finished")
+		return "", errors.New("startup preload not finished")
 	}
 	if _, err := p.client.Version(ctx); err != nil {
-		return fmt.Errorf("containerd does not answer: %w", err)
+		return "", fmt.Errorf("containerd does not answer: %w", err)
 	}
-	return nil
+	return p.w.Degraded(), nil
 }
 
 func (p probes) Status() any { return p.w.Status() }
