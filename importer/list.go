@@ -40,7 +40,6 @@ const (
 // could not be pulled; the others were pulled and pinned.
 var ErrReferencesFailed = errors.New("references failed")
 
-
 // ReferenceResult is the outcome of one reference of a list.
 type ReferenceResult struct {
 	Line int `json:"line"`
