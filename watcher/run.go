@@ -260,6 +260,9 @@ func (l *loop) nextJob(now time.Time) (job, chan job) {
 		return job{}, nil
 	}
 	if j.unpin == nil {
+		if f := l.w.files[j.path]; f != nil {
+			j.root = f.dir
+		}
 		if r := l.recs[j.path]; r != nil {
 			c := *r
 			c.Images = slices.Clone(r.Images)

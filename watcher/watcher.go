@@ -61,9 +61,11 @@ import (
 
 // Processor does the work for one file (import an archive, or pull a list).
 type Processor interface {
-	// Process handles the file at path. It may return a partial Outcome with
-	// an error, such as a list where some references succeeded.
-	Process(ctx context.Context, path string) (Outcome, error)
+	// Process handles the file at path, found in the watched directory root.
+	// What the directory holds is untrusted: the Processor must not follow
+	// a symlink out of root. It may return a partial Outcome with an error,
+	// such as a list where some references succeeded.
+	Process(ctx context.Context, root, path string) (Outcome, error)
 }
 
 // Outcome is what a successful or failed job produced.

@@ -10,6 +10,7 @@ import (
 // unpin.
 type job struct {
 	path  string
+	root  string   // the watched directory path is in
 	rec   *record  // what was recorded for path, if anything (a copy)
 	unpin []string // set for an unpin job
 }
@@ -54,6 +55,6 @@ func (w *Watcher) do(ctx context.Context, j job) (r result) {
 			r.err = fmt.Errorf("process %s: panic: %v", j.path, v)
 		}
 	}()
-	r.out, r.err = w.proc.Process(ctx, j.path)
+	r.out, r.err = w.proc.Process(ctx, j.root, j.path)
 	return r
 }

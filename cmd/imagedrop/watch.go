@@ -130,7 +130,7 @@ var (
 // processor hands the watcher's files to the importer.
 type processor struct{ im *importer.Importer }
 
-func (p processor) Process(ctx context.Context, path string) (watcher.Outcome, error) {
+func (p processor) Process(ctx context.Context, _, path string) (watcher.Outcome, error) {
 	res, err := p.im.Process(ctx, path)
 	return watcher.Outcome{Images: res.Images, Bytes: res.BytesRead, Detail: res}, err
 }
