@@ -1,0 +1,38 @@
+package importer
+
+import "errors"
+
+// Errors come in two sorts, and callers treat them differently:
+//
+//   - Permanent: the file itself is bad (it does not parse, a digest does not
+//     match, a blob is missing, a size limit is hit). Trying again cannot
+//     help until the file changes. Such errors are wrapped by invalid and
+//     report Permanent() true; IsPermanent tells them.
+//   - Transient: the node is not ready (containerd unreachable, the disk
+//     full, a registry down). Everything else; it may succeed later.
+
+// invalidError marks err as the fault of the file, not of the node.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string { return e.err.Error() }
+func (e invalidError) Unwrap() error { return e.err }
+
+// Permanent reports that trying again cannot help until the file changes.
+// The watcher looks for this method (errors.As) without importing this
+// package.
+func (e invalidError) Permanent() bool { return true }
+
+// invalid marks err as permanent: the file is bad. It returns nil for nil.
+func invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return invalidError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, says the file is
+// bad, so that trying again cannot help until the file changes.
+func IsPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
