@@ -47,7 +47,7 @@ test: setup lint
 BENCH_CONTAINERDS ?= $(CONTAINERD2),/usr/bin/containerd
 BENCH_FLAGS ?=
 bench: setup build $(CRICTL)
-	$(GO) run ./e2e/bench -out BENCHMARKS.md -imagedrop $(BIN) -containerd $(BENCH_CONTAINERDS) -crictl $(CRICTL) $(BENCH_FLAGS)
+	$(GO) run ./bench -out BENCHMARKS.md -imagedrop $(BIN) -containerd $(BENCH_CONTAINERDS) -crictl $(CRICTL) $(BENCH_FLAGS)
 
 # crictl, the peer of the benchmark's list case (about 30 s to build).
 $(CRICTL):
