@@ -200,6 +200,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(work)
 	}
+	// Notes that could not be kept fail the run now, not once it is over.
+	notes, err := readNotes(cfg.out)
+	if err != nil {
+		return err
+	}
 	b := &bench{cfg: cfg, work: work, log: stderr}
 	rep := &report{started: time.Now(), cfg: cfg}
 	rep.machine = describeMachine(work)
@@ -232,7 +237,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	rep.finished = time.Now()
 	rep.loadEnd = loadAverage()
-	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {
+	if err := b.writeReport(rep, notes); err != nil {
 		return err
 	}
 	b.logf("wrote %s", cfg.out)
