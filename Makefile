@@ -39,7 +39,8 @@ test: setup lint
 	IMAGEDROP_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test $(GOTEST_FLAGS) ./importer/... $$($(GO) list ./e2e/... | grep -v /e2e/k8s)
 
 # Side-by-side benchmark against ctr and crictl on a private containerd 2.x,
-# then on Debian's containerd 1.6, written to BENCHMARKS.md. Takes about 40
+# then on Debian's containerd 1.6, written to BENCHMARKS.md (keeping the notes
+# written by hand between its markers; the program is bench/). Takes about 40
 # minutes and needs ~15 GiB free in TMPDIR (and ~0.5 GiB in /dev/shm, for the
 # list case's control: -memory-dir); `make bench BENCH_FLAGS=-quick`
 # is a small run for development, BENCH_FLAGS=-containerd=$(CONTAINERD2)
@@ -47,7 +48,7 @@ test: setup lint
 BENCH_CONTAINERDS ?= $(CONTAINERD2),/usr/bin/containerd
 BENCH_FLAGS ?=
 bench: setup build $(CRICTL)
-	$(GO) run ./e2e/bench -out BENCHMARKS.md -imagedrop $(BIN) -containerd $(BENCH_CONTAINERDS) -crictl $(CRICTL) $(BENCH_FLAGS)
+	$(GO) run ./bench -out BENCHMARKS.md -imagedrop $(BIN) -containerd $(BENCH_CONTAINERDS) -crictl $(CRICTL) $(BENCH_FLAGS)
 
 # crictl, the peer of the benchmark's list case (about 30 s to build).
 $(CRICTL):

@@ -20,10 +20,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	containerd "github.com/containerd/containerd/v2/client"
-
-	"github.com/imagedrop/imagedrop/e2e/harness"
 )
 
 func main() {
@@ -204,6 +200,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(work)
 	}
+	// Notes that could not be kept fail the run now, not once it is over.
+	notes, err := readNotes(cfg.out)
+	if err != nil {
+		return err
+	}
 	b := &bench{cfg: cfg, work: work, log: stderr}
 	rep := &report{started: time.Now(), cfg: cfg}
 	rep.machine = describeMachine(work)
@@ -236,7 +237,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	rep.finished = time.Now()
 	rep.loadEnd = loadAverage()
-	if err := os.WriteFile(cfg.out, []byte(rep.markdown()), 0o644); err != nil {
+	if err := b.writeReport(rep, notes); err != nil {
 		return err
 	}
 	b.logf("wrote %s", cfg.out)
@@ -258,31 +259,6 @@ func (b *bench) runAgainst(ctx context.Context, bin string) (*section, error) {
 	sec.containerdBin = bin
 	sec.ctrVersion = commandOutput(e.ctr, "--version")
 	return sec, nil
-}
-
-// startRuntime starts a private containerd from bin, its directory under
-// parent ("": the default temporary directory), and connects to it.
-// Stop it with stop.
-func startRuntime(ctx context.Context, bin, parent string) (*runtimeEnv, error) {
-	ctr := filepath.Join(filepath.Dir(bin), "ctr")
-	if _, err := os.Stat(ctr); err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoCtr, err)
-	}
-	c, err := harness.StartContainerdIn(ctx, bin, parent)
-	if err != nil {
-		return nil, err
-	}
-	client, err := containerd.New(c.Address)
-	if err != nil {
-		_ = c.Stop()
-		return nil, err
-	}
-	return &runtimeEnv{bin: bin, c: c, client: client, ctr: ctr, major: c.Major}, nil
-}
-
-func (e *runtimeEnv) stop() {
-	_ = e.client.Close()
-	_ = e.c.Stop()
 }
 
 // generate writes every input archive into the work directory.

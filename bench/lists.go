@@ -119,6 +119,45 @@ func (r listRun) lockTime() time.Duration {
 	return time.Duration(r.probe.heldShare() * float64(r.probedWall))
 }
 
+// imageListCase is case 10: a list of images pulled through the CRI, on
+// containerd's disk and, as a control, on a containerd in memory.
+func (b *bench) imageListCase(ctx context.Context, r *caseRun) error {
+	e, sec := r.e, r.sec
+	listWhat := fmt.Sprintf("list of %d images (2 layers of %s each, half random) from a local registry", b.cfg.listImages, formatBytes(b.cfg.listLayerSize))
+	listRow := row{num: "10", what: listWhat, peer: "sequential crictl pull loop", target: "≤ 0.5×", ratioMax: 0.5}
+	if b.list != nil && b.want("list") {
+		runs, err := b.listCase(ctx, e, b.list, sweep(len(b.list.refs)))
+		if err != nil {
+			return err
+		}
+		listRow = withDefaultRun(listRow, runs)
+		sec.list = runs
+	}
+	sec.add(listRow)
+	if b.list != nil && b.want("list") && b.cfg.memoryDir != "" {
+		runs, err := b.listInMemory(ctx, e.bin)
+		if err != nil {
+			return fmt.Errorf("list case, containerd in memory: %w", err)
+		}
+		sec.memoryList = runs
+		control := withDefaultRun(row{num: "10", what: listWhat, target: "(≤ 0.5×, informative)", ratioMax: 0.5}, runs)
+		control.what += "; control: containerd's root and state on tmpfs, no disk flushes"
+		sec.add(control)
+	}
+	return nil
+}
+
+// withDefaultRun fills r with the list case's run at imagedrop's default
+// --pull-concurrency and the peer's, which is last in runs.
+func withDefaultRun(r row, runs []listRun) row {
+	peer := runs[len(runs)-1]
+	if d, ok := defaultRun(runs); ok {
+		r.what += fmt.Sprintf(", --pull-concurrency %d (default)", d.concurrency)
+		r.id, r.peer, r.peerD, r.runs = walls(d.runs), peer.label, walls(peer.runs), runsOf(d.runs, peer.runs)
+	}
+	return r
+}
+
 // listCase compares `imagedrop import LIST` (CRI pulls, at each
 // --pull-concurrency of concurrencies) with a sequential `crictl pull` loop
 // over the same references, the peer, which comes last. Every run starts
