@@ -83,6 +83,7 @@ type Metrics struct {
 	filesProcessed  *prometheus.CounterVec
 	fileDuration    *prometheus.HistogramVec
 	filesFailing    prometheus.Gauge
+	filesInvalid    prometheus.Gauge
 	archiveBytes    prometheus.Counter
 	imagesImported  prometheus.Counter
 	imagePulls      *prometheus.CounterVec
@@ -122,6 +123,11 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace,
 			Name:      "files_failing",
 			Help:      "Files whose last attempt failed and that have not succeeded since.",
+		}),
+		filesInvalid: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "files_invalid",
+			Help:      "Files among imagedrop_files_failing that failed for good (the file is bad: it does not parse, a limit was hit); they are retried only when they change.",
 		}),
 		archiveBytes: f.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace,
@@ -250,7 +256,10 @@ func (m *Metrics) FileProcessed(kind, result string, d time.Duration) {
 }
 
 // SetFilesFailing sets the number of files currently in a failed state.
-func (m *Metrics) SetFilesFailing(n int) { m.filesFailing.Set(float64(n)) }
+func (m *Metrics) SetFilesFailing(n, invalid int) {
+	m.filesFailing.Set(float64(n))
+	m.filesInvalid.Set(float64(invalid))
+}
 
 // BytesRead adds n bytes read from an archive file. Non-positive n is ignored.
 func (m *Metrics) BytesRead(n int64) {

@@ -102,7 +102,7 @@ func TestExposition(t *testing.T) {
 				m.ImagePulled(PullFailure, 3*time.Second)
 				m.FileProcessed(KindList, ResultFailure, 43*time.Second)
 				m.Retried()
-				m.SetFilesFailing(1)
+				m.SetFilesFailing(1, 1)
 
 				m.FileProcessed(KindList, ResultSkipped, time.Millisecond) // count only
 				m.Unpinned(1)

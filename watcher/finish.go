@@ -25,6 +25,8 @@ func (l *loop) finished(r result) {
 	switch {
 	case errors.Is(r.statErr, fs.ErrNotExist) || errors.Is(r.statErr, errNotRegular):
 		res = jobVanished
+	case permanent(r.err):
+		res = jobInvalid
 	case r.err != nil || r.statErr != nil:
 		res = jobFailed
 	}
@@ -32,8 +34,8 @@ func (l *loop) finished(r result) {
 	switch res {
 	case jobSucceeded:
 		l.succeeded(f, r)
-	case jobFailed:
-		l.failed(f, r, retryIn)
+	case jobFailed, jobInvalid:
+		l.failed(f, r, res == jobInvalid, retryIn)
 	}
 	if res != jobVanished {
 		l.showRecord(f, r)
@@ -46,7 +48,7 @@ func (l *loop) finished(r result) {
 // succeeded records a file that was processed, or skipped as unchanged, and
 // queues for unpinning the images it no longer produces.
 func (l *loop) succeeded(f *file, r result) {
-	f.last, f.err = StateDone, ""
+	f.last, f.err, f.invalid = StateDone, "", false
 	if r.skipped {
 		l.w.obs.FileProcessed(f.kind, ResultSkipped, 0)
 		l.w.log.Debug("file_unchanged", "path", r.path)
@@ -71,7 +73,7 @@ func (l *loop) succeeded(f *file, r result) {
 // failed records a file whose job failed. The images of a failed job are
 // added to the recorded ones: a list reference that failed may still be
 // wanted, so nothing is unpinned.
-func (l *loop) failed(f *file, r result, retryIn time.Duration) {
+func (l *loop) failed(f *file, r result, invalid bool, retryIn time.Duration) {
 	err := r.err
 	if err == nil {
 		err = r.statErr
@@ -81,8 +83,13 @@ func (l *loop) failed(f *file, r result, retryIn time.Duration) {
 		images = append(slices.Clone(old.Images), images...)
 	}
 	l.record(r, ResultFailure, dedupe(images))
-	f.last, f.err = StateFailed, err.Error()
+	f.last, f.err, f.invalid = StateFailed, err.Error(), invalid
 	l.w.obs.FileProcessed(f.kind, ResultFailure, r.dur)
+	if invalid {
+		l.w.log.Error("file_invalid", "path", r.path, "kind", f.kind, "duration", r.dur, "attempt", f.attempts+1,
+			"err", err, "retry", "when the file changes")
+		return
+	}
 	if retryIn == 0 {
 		l.w.log.Warn("file_failed", "path", r.path, "kind", f.kind, "attempt", f.attempts+1, "err", err)
 		return
@@ -201,6 +208,14 @@ func (l *loop) checkReady() {
 	l.w.ready = true
 	l.w.obs.InitialSyncComplete()
 	l.w.log.Info("initial_sync_complete", "files", len(l.w.files))
+}
+
+// permanent reports whether err says the file itself is bad, so that trying
+// again cannot help until it changes: an error in its chain has a method
+// Permanent() bool that returns true (as the importer's do).
+func permanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
 }
 
 // dedupe returns names sorted, without duplicates or empty names.

@@ -26,8 +26,9 @@ type Observer interface {
 	JobFinished()
 	// Retried reports that a failed file was scheduled for another attempt.
 	Retried()
-	// SetFilesFailing reports how many files are in the failed state.
-	SetFilesFailing(n int)
+	// SetFilesFailing reports how many files are in the failed state, and
+	// how many of those failed for good (invalid: retried when they change).
+	SetFilesFailing(n, invalid int)
 	// InitialSyncComplete reports that every file found at start has been
 	// dealt with.
 	InitialSyncComplete()
@@ -64,7 +65,7 @@ func (Nop) JobFinished() {}
 func (Nop) Retried() {}
 
 // SetFilesFailing implements Observer.
-func (Nop) SetFilesFailing(int) {}
+func (Nop) SetFilesFailing(int, int) {}
 
 // InitialSyncComplete implements Observer.
 func (Nop) InitialSyncComplete() {}

@@ -49,7 +49,8 @@ type jobResult int
 
 const (
 	jobSucceeded jobResult = iota // processed, or skipped as unchanged
-	jobFailed                     // the Processor failed
+	jobFailed                     // the Processor failed; it may work later
+	jobInvalid                    // the Processor failed for good: the file is bad
 	jobVanished                   // the file was not there when the job began
 )
 
@@ -220,7 +221,7 @@ func (q *queue) done(path string, res jobResult, now time.Time) (retryIn time.Du
 		}
 	case jobSucceeded:
 		e.failures = 0
-	case jobFailed:
+	case jobFailed, jobInvalid:
 		e.failures++
 	}
 	switch after {
@@ -232,7 +233,7 @@ func (q *queue) done(path string, res jobResult, now time.Time) (retryIn time.Du
 		q.enqueue(path, e)
 		return 0, false
 	}
-	if res != jobFailed || q.stopping {
+	if res != jobFailed || q.stopping { // an invalid file waits until it changes
 		q.idle(path, e)
 		return 0, false
 	}

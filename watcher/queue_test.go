@@ -10,7 +10,7 @@ import (
 
 // An op is one thing told to the queue in a table test: "ready a", "hold a",
 // "gone a", "start" (the next job is taken by a worker), "ok a", "fail a",
-// "vanish a" (the job of a ended so), "retry" (due retries are queued),
+// "invalid a" (failed for good), "vanish a" (the job of a ended so), "retry" (due retries are queued),
 // "wait 3s" (the clock moves on), "unpin x y" (images to unpin), "unpin-ok",
 // "unpin-fail", "stop".
 type op string
@@ -166,6 +166,18 @@ func TestQueueTransitions(t *testing.T) {
 			},
 		},
 		{
+			name: "invalid file: no retry on a timer, queued again when it changes",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"},
+				{op: "invalid a", states: "a=idle", retry: 0, next: "-"},
+				{op: "wait 1h"},
+				{op: "retry", states: "a=idle", order: "-"},
+				{op: "ready a", states: "a=queued", order: "a"},
+				{op: "start"},
+				{op: "fail a", retry: time.Second}, // the change reset the failures
+			},
+		},
+		{
 			name: "failure, then writes: held until ready, no retry meanwhile",
 			steps: []queueStep{
 				{op: "ready a"}, {op: "start"}, {op: "fail a", retry: time.Second},
@@ -262,8 +274,8 @@ func apply(t *testing.T, q *queue, o op, now *time.Time) (forget bool, retry tim
 			t.Fatalf("%s: no job to start", o)
 		}
 		q.started(j)
-	case "ok", "fail", "vanish":
-		res := map[string]jobResult{"ok": jobSucceeded, "fail": jobFailed, "vanish": jobVanished}[verb]
+	case "ok", "fail", "invalid", "vanish":
+		res := map[string]jobResult{"ok": jobSucceeded, "fail": jobFailed, "invalid": jobInvalid, "vanish": jobVanished}[verb]
 		retry, forget = q.done(arg, res, *now)
 	case "retry":
 		q.retry(*now)
@@ -316,12 +328,12 @@ func checkStep(t *testing.T, where string, q *queue, now time.Time, s queueStep,
 	}
 	verb, _, _ := strings.Cut(string(s.op), " ")
 	switch verb {
-	case "ok", "fail", "vanish", "gone":
+	case "ok", "fail", "invalid", "vanish", "gone":
 		if forget != s.forget {
 			t.Errorf("%s: forget = %v, want %v", where, forget, s.forget)
 		}
 	}
-	if (verb == "fail" || verb == "unpin-fail") && retry != s.retry {
+	if (verb == "fail" || verb == "invalid" || verb == "unpin-fail") && retry != s.retry {
 		t.Errorf("%s: retry in %s, want %s", where, retry, s.retry)
 	}
 }

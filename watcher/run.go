@@ -320,13 +320,16 @@ func (l *loop) report() {
 	if l.changed {
 		l.changed = false
 		l.w.obs.SetPinnedImages(len(l.claimed()))
-		failing := 0
+		failing, invalid := 0, 0
 		for p, f := range l.w.files {
 			if f.state(l.q.state(p)) == StateFailed {
 				failing++
+				if f.invalid {
+					invalid++
+				}
 			}
 		}
-		l.w.obs.SetFilesFailing(failing)
+		l.w.obs.SetFilesFailing(failing, invalid)
 	}
 }
 

@@ -238,7 +238,11 @@ type FileStatus struct {
 	Images []string `json:"images"`
 	// Error is the cause of the last failure.
 	Error string `json:"error,omitempty"`
-	Size  int64  `json:"size"`
+	// Invalid says the last failure was the file's fault (it does not
+	// parse, a limit was hit): it is retried only when it changes, not on a
+	// timer as failures of the node are.
+	Invalid bool  `json:"invalid,omitempty"`
+	Size    int64 `json:"size"`
 	// Updated is when the file was last processed.
 	Updated time.Time `json:"updated,omitzero"`
 	// DurationSeconds is how long the last processing took.
@@ -278,6 +282,7 @@ type file struct {
 	kind string
 
 	last     string // StateDone or StateFailed once processed, else ""
+	invalid  bool   // the last failure was permanent: the file is bad
 	attempts int
 	images   []string
 	err      string
@@ -319,6 +324,7 @@ func (f *file) status(s entryState) FileStatus {
 		Attempts:        f.attempts,
 		Images:          slices.Clone(images),
 		Error:           f.err,
+		Invalid:         f.invalid,
 		Size:            f.size,
 		Updated:         f.updated,
 		DurationSeconds: f.duration.Seconds(),

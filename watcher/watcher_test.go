@@ -795,3 +795,43 @@ func TestRescanDirs(t *testing.T) {
 		t.Errorf("slow.tar processed %d times and skipped %d, want once and never", got, skips)
 	}
 }
+
+// permanentErr is an error of a bad file, as the importer's are.
+type permanentErr struct{}
+
+func (permanentErr) Error() string   { return "manifest.json: not JSON" }
+func (permanentErr) Permanent() bool { return true }
+
+// TestInvalidFileWaitsForChange checks that a file that failed for good is
+// not retried on a timer, says so in Status, and is processed again once it
+// changes.
+func TestInvalidFileWaitsForChange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.tar")
+	put(t, path, "bad")
+	p := &fakeProc{fn: func(_ context.Context, path string, n int) (watcher.Outcome, error) {
+		if n == 1 {
+			return watcher.Outcome{}, fmt.Errorf("import %s: %w", path, permanentErr{})
+		}
+		return watcher.Outcome{Images: []string{"img/bad"}}, nil
+	}}
+	obs := &countObs{}
+	cfg := testConfig(t, dir)
+	r := start(t, cfg, p, &fakeImages{}, obs)
+	f := r.waitState(t, "bad.tar", watcher.StateFailed)
+	if !f.Invalid || !strings.Contains(f.Error, "not JSON") {
+		t.Errorf("status = %+v, want failed, invalid, with the cause", f)
+	}
+	if _, retries := obs.counts(); retries != 0 {
+		t.Errorf("%d retries scheduled for an invalid file, want none", retries)
+	}
+	// A valid failure would be retried within RetryMax; the invalid one
+	// waits for a change however long that takes.
+	failures := obs.get(watcher.ResultFailure)
+	moveIn(t, path, "fixed")
+	f = r.waitState(t, "bad.tar", watcher.StateDone)
+	if got := p.count(path); got != 2 || f.Invalid || failures != 1 {
+		t.Errorf("processed %d times (failures counted %d), status %+v; want 2, 1, not invalid", got, failures, f)
+	}
+}
