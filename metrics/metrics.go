@@ -98,6 +98,7 @@ type Metrics struct {
 	initialSyncDone prometheus.Gauge
 	degradedDirs    prometheus.Gauge
 	rescans         prometheus.Counter
+	stateSaveFails  prometheus.Counter
 
 	now func() time.Time // replaced in tests
 }
@@ -199,6 +200,11 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace,
 			Name:      "rescans_total",
 			Help:      "Periodic rescans of a directory (configured with --rescan-dir, or after an inotify watch failed).",
+		}),
+		stateSaveFails: f.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace,
+			Name:      "state_save_failures_total",
+			Help:      "Failed writes of the state file (disk full, read-only); imports go on, but a restart would redo their work.",
 		}),
 		now: time.Now,
 	}
@@ -317,6 +323,9 @@ func (m *Metrics) Retried() { m.retries.Inc() }
 
 // SetDegradedDirs implements watcher.Observer.
 func (m *Metrics) SetDegradedDirs(n int) { m.degradedDirs.Set(float64(n)) }
+
+// StateSaveFailed implements watcher.Observer.
+func (m *Metrics) StateSaveFailed() { m.stateSaveFails.Inc() }
 
 // Rescanned implements watcher.Observer.
 func (m *Metrics) Rescanned() { m.rescans.Inc() }

@@ -1,6 +1,7 @@
 package watcher
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -20,11 +21,15 @@ func (l *loop) finished(r result) {
 	l.changed = true
 	f := l.w.files[r.path]
 	l.dealtWith(f)
+	r.abort(nil)
+	delete(l.aborts, r.path)
 
 	res := jobSucceeded
+	cause := context.Cause(r.ctx)
 	switch {
-	case errors.Is(r.statErr, fs.ErrNotExist) || errors.Is(r.statErr, errNotRegular):
-		res = jobVanished
+	case errors.Is(r.statErr, fs.ErrNotExist) || errors.Is(r.statErr, errNotRegular),
+		r.err != nil && (errors.Is(cause, errFileGone) || errors.Is(cause, errFileChanged)):
+		res = jobVanished // what it read is no more: forgotten, or run again
 	case permanent(r.err):
 		res = jobInvalid
 	case r.err != nil || r.statErr != nil:
@@ -152,7 +157,9 @@ func (l *loop) record(r result, res string, images []string) *record {
 func (l *loop) fileGone(path string) {
 	if l.q.gone(path) {
 		l.drop(path)
+		return
 	}
+	l.abort(path, errFileGone)
 }
 
 // drop forgets a file that is no longer there and queues its images for

@@ -134,6 +134,19 @@ type countObs struct {
 	retries int
 	synced  int
 	rescans int
+	saves   int
+}
+
+func (o *countObs) StateSaveFailed() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.saves++
+}
+
+func (o *countObs) saveFailures() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.saves
 }
 
 func (o *countObs) Rescanned() {

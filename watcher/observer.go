@@ -42,6 +42,8 @@ type Observer interface {
 	SetDegradedDirs(n int)
 	// Rescanned reports one rescan of a directory.
 	Rescanned()
+	// StateSaveFailed reports that the state file could not be written.
+	StateSaveFailed()
 }
 
 // Nop is an Observer that ignores everything.
@@ -81,3 +83,6 @@ func (Nop) SetDegradedDirs(int) {}
 
 // Rescanned implements Observer.
 func (Nop) Rescanned() {}
+
+// StateSaveFailed implements Observer.
+func (Nop) StateSaveFailed() {}

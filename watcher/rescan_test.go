@@ -58,7 +58,7 @@ func TestOverflowRescans(t *testing.T) {
 	l := newLoop(w, fsw, &state{Version: stateVersion, Files: map[string]*record{}})
 	l.start()
 	for l.q.depth() > 0 {
-		j, _ := l.nextJob(time.Now())
+		j, _ := l.nextJob(context.Background(), time.Now())
 		l.dispatched(j)
 		st, err := statFile(j.path)
 		if err != nil {
@@ -132,7 +132,7 @@ func TestWatchFailureRescans(t *testing.T) {
 	}
 	finish := func() {
 		for l.q.depth() > 0 {
-			j, _ := l.nextJob(time.Now())
+			j, _ := l.nextJob(context.Background(), time.Now())
 			l.dispatched(j)
 			st, _ := statFile(j.path)
 			l.finished(result{job: j, stat: st, out: Outcome{Images: []string{"img/" + filepath.Base(j.path)}}})
@@ -145,7 +145,7 @@ func TestWatchFailureRescans(t *testing.T) {
 
 	put("b.tar", "b")
 	put("a.tar", "aa")
-	l.save() // the state file's deadline is not the one under test
+	_ = l.save() // the state file's deadline is not the one under test
 	start := time.Now()
 	if wake := l.nextWake(); wake.Before(start.Add(cfg.Rescan/2)) || wake.After(start.Add(cfg.Rescan)) {
 		t.Errorf("next wake in %s, want the rescan interval %s", wake.Sub(start), cfg.Rescan)

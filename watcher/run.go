@@ -28,8 +28,10 @@ type loop struct {
 	pend    map[string]*pending // files waiting to be complete (settle.go)
 	watched map[string]struct{} // directories watched inside the watched dirs
 
-	jobs    chan job
-	results chan result
+	jobs      chan job
+	results   chan result
+	abandoned chan struct{}                      // closed when shutdown gives up on stuck jobs
+	aborts    map[string]context.CancelCauseFunc // cancels the running job of a path
 
 	starting    bool // within the startup walk
 	outstanding int  // files of the startup walk not yet dealt with
@@ -74,7 +76,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for range w.cfg.Workers {
 		wg.Go(func() {
 			for j := range l.jobs {
-				l.results <- w.do(jobCtx, j)
+				r := w.do(jobCtx, j)
+				select {
+				case l.results <- r:
+				case <-l.abandoned:
+					return
+				}
 			}
 		})
 	}
@@ -92,9 +99,21 @@ func (w *Watcher) Run(ctx context.Context) error {
 	l.start()
 	w.mu.Unlock()
 
-	runErr := l.run(ctx)
+	runErr := l.run(ctx, jobCtx)
+	return errors.Join(runErr, l.shutdown(cancelJobs, workersDone))
+}
 
-	// Shut down: no new jobs; running ones get the grace, then are cancelled.
+// abandonAfter is how long jobs may take to return once cancelled at the end
+// of the grace, before shutdown goes on without them.
+const abandonAfter = 5 * time.Second
+
+// shutdown stops taking new jobs and lets running ones finish within
+// Config.Grace; then it cancels them, and abandons those that do not return
+// within abandonAfter (a job stuck where cancellation cannot reach). It
+// saves the state whatever happened, and returns an error if jobs were
+// abandoned or the state could not be saved.
+func (l *loop) shutdown(cancelJobs context.CancelFunc, workersDone <-chan struct{}) error {
+	w := l.w
 	w.mu.Lock()
 	l.q.stop()
 	inFlight := l.q.inFlight
@@ -107,6 +126,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer grace.Stop()
 	beat := time.NewTicker(heartbeatEvery)
 	defer beat.Stop()
+	var abandon <-chan time.Time
+	var err error
 	for done := false; !done; {
 		w.beat.Store(time.Now().UnixNano())
 		select {
@@ -118,35 +139,49 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-grace.C:
 			w.log.Warn("grace_expired_cancelling_jobs", "grace", w.cfg.Grace)
 			cancelJobs()
+			abandon = time.After(abandonAfter)
+		case <-abandon:
+			w.mu.Lock()
+			n := l.q.inFlight
+			w.mu.Unlock()
+			w.log.Error("jobs_abandoned", "jobs", n, "waited", w.cfg.Grace+abandonAfter)
+			err = fmt.Errorf("%d job(s) did not stop within the grace and %s after cancellation", n, abandonAfter)
+			close(l.abandoned)
+			done = true
 		case <-workersDone:
 			done = true
 		}
 	}
 	w.mu.Lock()
-	l.save()
+	defer w.mu.Unlock()
 	l.report()
-	w.mu.Unlock()
-	return runErr
+	if saveErr := l.save(); saveErr != nil {
+		err = errors.Join(err, saveErr)
+	}
+	return err
 }
 
 func newLoop(w *Watcher, fsw *fsnotify.Watcher, st *state) *loop {
 	l := &loop{
-		w:       w,
-		fsw:     fsw,
-		q:       w.q,
-		recs:    st.Files,
-		pend:    map[string]*pending{},
-		watched: map[string]struct{}{},
-		jobs:    make(chan job),
-		results: make(chan result),
-		changed: true,
+		w:         w,
+		fsw:       fsw,
+		q:         w.q,
+		recs:      st.Files,
+		pend:      map[string]*pending{},
+		watched:   map[string]struct{}{},
+		jobs:      make(chan job),
+		results:   make(chan result),
+		abandoned: make(chan struct{}),
+		aborts:    map[string]context.CancelCauseFunc{},
+		changed:   true,
 	}
 	l.q.addUnpin(st.Unpin)
 	return l
 }
 
-// run is the main loop; it returns when ctx is done or fsnotify fails.
-func (l *loop) run(ctx context.Context) error {
+// run is the main loop; it returns when ctx is done or fsnotify fails. Jobs
+// run under jobCtx.
+func (l *loop) run(ctx, jobCtx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	beat := time.NewTicker(heartbeatEvery)
@@ -155,7 +190,7 @@ func (l *loop) run(ctx context.Context) error {
 		now := time.Now()
 		l.w.beat.Store(now.UnixNano())
 		l.w.mu.Lock()
-		next, jobs := l.nextJob(now)
+		next, jobs := l.nextJob(jobCtx, now)
 		wake := l.nextWake()
 		l.report()
 		l.w.mu.Unlock()
@@ -167,6 +202,9 @@ func (l *loop) run(ctx context.Context) error {
 
 		select {
 		case <-ctx.Done():
+			if jobs != nil {
+				next.abort(nil)
+			}
 			return nil
 		case ev, ok := <-l.fsw.Events:
 			if !ok {
@@ -186,6 +224,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.w.mu.Lock()
 			l.dispatched(next)
 			l.w.mu.Unlock()
+			continue
 		case r := <-l.results:
 			l.w.mu.Lock()
 			l.finished(r)
@@ -196,6 +235,9 @@ func (l *loop) run(ctx context.Context) error {
 			l.tick(time.Now())
 			l.w.mu.Unlock()
 		case <-beat.C:
+		}
+		if jobs != nil {
+			next.abort(nil) // not handed out this turn; made again next turn
 		}
 	}
 }
@@ -231,7 +273,7 @@ func (l *loop) tick(now time.Time) {
 		l.w.log.Info("retrying_file", "path", p, "attempt", l.w.files[p].attempts+1)
 	}
 	if l.dirty && !now.Before(l.saveAt) {
-		l.save()
+		_ = l.save() // logged, counted and shown; retried
 	}
 }
 
@@ -254,12 +296,14 @@ func (l *loop) nextWake() time.Time {
 // nextJob returns the job to hand to a worker and the channel to send it on,
 // or a nil channel if there is nothing to do now. The images of an unpin job
 // that a recorded file still claims are kept pinned and dropped from it.
-func (l *loop) nextJob(now time.Time) (job, chan job) {
+func (l *loop) nextJob(jobCtx context.Context, now time.Time) (job, chan job) {
 	j, ok := l.q.next(now)
 	if !ok {
 		return job{}, nil
 	}
+	j.ctx, j.abort = jobCtx, func(error) {}
 	if j.unpin == nil {
+		j.ctx, j.abort = context.WithCancelCause(jobCtx)
 		if f := l.w.files[j.path]; f != nil {
 			j.root = f.dir
 		}
@@ -293,7 +337,23 @@ func (l *loop) nextJob(now time.Time) (job, chan job) {
 func (l *loop) dispatched(j job) {
 	l.q.started(j)
 	if j.unpin == nil {
+		l.aborts[j.path] = j.abort
 		l.w.obs.JobStarted()
+	}
+}
+
+// Why a running job is cancelled before it ends.
+var (
+	errFileGone    = errors.New("the file went away during its job")
+	errFileChanged = errors.New("the file changed during its job")
+)
+
+// abort cancels the running job of path, if there is one, with cause: a job
+// whose file went away or changed is of no use any more.
+func (l *loop) abort(path string, cause error) {
+	if cancel := l.aborts[path]; cancel != nil {
+		l.w.log.Info("job_cancelled", "path", path, "cause", cause)
+		cancel(cause)
 	}
 }
 
@@ -305,8 +365,8 @@ func (l *loop) ready(path string, st fileStat) {
 		return
 	}
 	f.seen = st
-	if l.q.state(path) == entryRunning {
-		l.w.log.Debug("file_changed_while_running", "path", path)
+	if l.q.state(path).busy() {
+		l.abort(path, errFileChanged)
 	}
 	l.q.ready(path)
 }

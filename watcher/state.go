@@ -148,12 +148,21 @@ func (l *loop) markDirty() {
 	}
 }
 
-func (l *loop) save() {
+// save writes the state file. A failure is logged, counted, shown in Status
+// and retried after saveRetry; imports go on meanwhile.
+func (l *loop) save() error {
 	s := &state{Version: stateVersion, Files: l.recs, Unpin: l.q.unpins()}
 	if err := saveState(l.w.cfg.StateFile, s); err != nil {
-		l.w.log.Error("state_save_failed", "path", l.w.cfg.StateFile, "err", err)
+		l.w.log.Error("state_save_failed", "path", l.w.cfg.StateFile, "err", err, "retry_in", saveRetry)
+		l.w.obs.StateSaveFailed()
+		l.w.saveErr = err.Error()
 		l.saveAt = time.Now().Add(saveRetry)
-		return
+		return err
+	}
+	if l.w.saveErr != "" {
+		l.w.log.Info("state_saved_again", "path", l.w.cfg.StateFile)
+		l.w.saveErr = ""
 	}
 	l.dirty = false
+	return nil
 }

@@ -115,7 +115,9 @@ type Watcher struct {
 	files map[string]*file
 	q     *queue
 	blind map[string]string // dirs rescanned because a watch failed, and why
-	ready bool
+	// saveErr is why the state file could not be written last time, or "".
+	saveErr string
+	ready   bool
 }
 
 // New returns a Watcher for cfg. obs may be nil.
@@ -182,9 +184,12 @@ func (w *Watcher) Ready() bool {
 
 // Status is what the watcher knows, for operators.
 type Status struct {
-	Ready bool         `json:"ready"`
-	Dirs  []DirStatus  `json:"dirs"`
-	Files []FileStatus `json:"files"`
+	Ready bool `json:"ready"`
+	// StateError says why the state file could not be saved the last time
+	// it was tried; imports go on, but a restart would redo their work.
+	StateError string       `json:"state_error,omitempty"`
+	Dirs       []DirStatus  `json:"dirs"`
+	Files      []FileStatus `json:"files"`
 }
 
 // How a directory is watched, in DirStatus.
@@ -260,7 +265,7 @@ func (w *Watcher) Status() Status {
 		paths = append(paths, p)
 	}
 	slices.Sort(paths)
-	s := Status{Ready: w.ready, Files: make([]FileStatus, 0, len(paths))}
+	s := Status{Ready: w.ready, StateError: w.saveErr, Files: make([]FileStatus, 0, len(paths))}
 	for _, d := range w.dirs {
 		ds := DirStatus{Path: d, Mode: ModeInotify, Degraded: w.blind[d]}
 		if w.rescanned[d] || ds.Degraded != "" {

@@ -623,38 +623,70 @@ func TestRetry(t *testing.T) {
 	})
 }
 
-func TestReplacedDuringImport(t *testing.T) {
+// TestChangedDuringImport checks that a job whose file is replaced or
+// removed while it runs is cancelled at once, with the cause, and that the
+// new file is then processed, or the gone one forgotten, without a failure
+// counted.
+func TestChangedDuringImport(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "a.tar")
-	put(t, path, "v1")
-	started := make(chan struct{})
-	release := make(chan struct{})
-	p := &fakeProc{fn: func(_ context.Context, _ string, n int) (watcher.Outcome, error) {
-		if n == 1 {
-			close(started)
-			<-release
-		}
-		return watcher.Outcome{Images: []string{"img/a"}}, nil
-	}}
-	r := start(t, testConfig(t, dir), p, &fakeImages{}, nil)
-	<-started
-	moveIn(t, path, "v2")
-	waitFor(t, "replacement noticed", func() bool {
-		return strings.Contains(r.logs.String(), "msg=file_changed_while_running")
-	})
-	close(release)
-	waitFor(t, "second import", func() bool { return p.count(path) == 2 })
-	r.waitState(t, "a.tar", watcher.StateDone)
-	calls := p.all()
-	if calls[1].data != "v2" {
-		t.Errorf("second import saw %q, want v2", calls[1].data)
-	}
-	p.mu.Lock()
-	overlap := p.overlap
-	p.mu.Unlock()
-	if overlap {
-		t.Error("a file was processed twice at once")
+	for _, tt := range []struct {
+		name      string
+		change    func(t *testing.T, path string)
+		wantCause string
+	}{
+		{"replaced", func(t *testing.T, path string) { moveIn(t, path, "v2") }, "the file changed during its job"},
+		{"removed", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}, "the file went away during its job"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "a.tar")
+			put(t, path, "v1")
+			started := make(chan struct{})
+			cause := make(chan error, 1)
+			p := &fakeProc{fn: func(ctx context.Context, _ string, n int) (watcher.Outcome, error) {
+				if n == 1 {
+					close(started)
+					<-ctx.Done() // a long import, until cancelled
+					cause <- context.Cause(ctx)
+					return watcher.Outcome{}, ctx.Err()
+				}
+				return watcher.Outcome{Images: []string{"img/a"}}, nil
+			}}
+			obs := &countObs{}
+			r := start(t, testConfig(t, dir), p, &fakeImages{}, obs)
+			<-started
+			tt.change(t, path)
+			select {
+			case err := <-cause:
+				if err == nil || err.Error() != tt.wantCause {
+					t.Errorf("job cancelled with cause %v, want %q", err, tt.wantCause)
+				}
+			case <-time.After(waitTimeout):
+				t.Fatal("the job was not cancelled")
+			}
+			if tt.name == "replaced" {
+				r.waitState(t, "a.tar", watcher.StateDone)
+				if calls := p.all(); len(calls) != 2 || calls[1].data != "v2" {
+					t.Errorf("calls = %+v, want a second one that saw v2", calls)
+				}
+			} else {
+				waitFor(t, "a.tar forgotten", func() bool { _, ok := r.file("a.tar"); return !ok })
+			}
+			if n := obs.get(watcher.ResultFailure); n != 0 {
+				t.Errorf("%d failures counted for a cancelled job, want 0", n)
+			}
+			p.mu.Lock()
+			overlap := p.overlap
+			p.mu.Unlock()
+			if overlap {
+				t.Error("a file was processed twice at once")
+			}
+		})
 	}
 }
 
@@ -833,5 +865,62 @@ func TestInvalidFileWaitsForChange(t *testing.T) {
 	f = r.waitState(t, "bad.tar", watcher.StateDone)
 	if got := p.count(path); got != 2 || f.Invalid || failures != 1 {
 		t.Errorf("processed %d times (failures counted %d), status %+v; want 2, 1, not invalid", got, failures, f)
+	}
+}
+
+// TestStuckJobAbandoned checks that shutdown completes even if a job ignores
+// its cancellation: after the grace and abandonAfter, Run saves the state and
+// returns an error saying work was abandoned.
+func TestStuckJobAbandoned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	put(t, filepath.Join(dir, "stuck.tar"), "s")
+	put(t, filepath.Join(dir, "ok.tar"), "o")
+	unstick := make(chan struct{})
+	t.Cleanup(func() { close(unstick) }) // after Run returned: the worker is gone
+	p := &fakeProc{fn: func(_ context.Context, path string, _ int) (watcher.Outcome, error) {
+		if filepath.Base(path) == "stuck.tar" {
+			<-unstick // deaf to its context, as a read blocked in the kernel is
+		}
+		return watcher.Outcome{Images: []string{"img/" + filepath.Base(path)}}, nil
+	}}
+	cfg := testConfig(t, dir)
+	cfg.Grace = 50 * time.Millisecond
+	r := start(t, cfg, p, &fakeImages{}, nil)
+	r.waitState(t, "ok.tar", watcher.StateDone)
+	r.waitState(t, "stuck.tar", watcher.StateRunning)
+	err := r.stop()
+	r.err = nil // checked here, not by start's cleanup
+	if err == nil || !strings.Contains(err.Error(), "1 job(s) did not stop") {
+		t.Fatalf("Run = %v, want an error saying a job was abandoned", err)
+	}
+	b, rerr := os.ReadFile(cfg.StateFile)
+	if rerr != nil || !strings.Contains(string(b), "ok.tar") {
+		t.Errorf("state file after an abandoned job: %v, %q; want it saved with ok.tar", rerr, b)
+	}
+}
+
+// TestStateSaveFailureIsVisible checks that a state file that cannot be
+// written does not stop imports, and is shown in Status, counted, and
+// reported by Run at shutdown.
+func TestStateSaveFailureIsVisible(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	put(t, filepath.Join(dir, "a.tar"), "a")
+	blocker := filepath.Join(t.TempDir(), "file")
+	put(t, blocker, "not a directory")
+	cfg := testConfig(t, dir)
+	cfg.StateFile = filepath.Join(blocker, "state.json")
+	obs := &countObs{}
+	r := start(t, cfg, &fakeProc{}, &fakeImages{}, obs)
+	r.waitState(t, "a.tar", watcher.StateDone)
+	waitFor(t, "state error in status", func() bool { return r.w.Status().StateError != "" })
+	if n := obs.saveFailures(); n == 0 {
+		t.Error("no state save failure counted")
+	}
+	err := r.stop()
+	r.err = nil
+	if err == nil || !strings.Contains(err.Error(), "save state") {
+		t.Errorf("Run = %v, want the final save's error", err)
 	}
 }

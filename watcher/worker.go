@@ -7,8 +7,12 @@ import (
 )
 
 // job is one unit of work for a worker: a file to process, or images to
-// unpin.
+// unpin. It is a message handed over once, and its ctx is the lifetime of
+// that one job (as a request's is), cancelled by abort when the file goes
+// away or changes.
 type job struct {
+	ctx   context.Context
+	abort context.CancelCauseFunc
 	path  string
 	root  string   // the watched directory path is in
 	rec   *record  // what was recorded for path, if anything (a copy)
@@ -28,7 +32,8 @@ type result struct {
 
 // do runs one job; it is called by a worker, and touches nothing of the
 // loop's.
-func (w *Watcher) do(ctx context.Context, j job) (r result) {
+func (w *Watcher) do(_ context.Context, j job) (r result) {
+	ctx := j.ctx
 	r.job = j
 	if j.unpin != nil {
 		r.err = w.img.Unpin(ctx, j.unpin)
