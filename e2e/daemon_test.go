@@ -120,11 +120,18 @@ type fileStatus struct {
 	Attempts int             `json:"attempts"`
 	Images   []string        `json:"images"`
 	Error    string          `json:"error"`
+	Invalid  bool            `json:"invalid"`
 	Detail   json.RawMessage `json:"detail"`
 }
 
 type status struct {
-	Ready bool         `json:"ready"`
+	Ready      bool   `json:"ready"`
+	StateError string `json:"state_error"`
+	Dirs       []struct {
+		Path     string `json:"path"`
+		Mode     string `json:"mode"`
+		Degraded string `json:"degraded"`
+	} `json:"dirs"`
 	Files []fileStatus `json:"files"`
 }
 
