@@ -36,6 +36,10 @@ type Config struct {
 	RetryMin time.Duration
 	// RetryMax caps the retry delay.
 	RetryMax time.Duration
+	// StallAfter is how long a running job may go without progress before
+	// Healthy fails (so that a liveness probe restarts a wedged process)
+	// and Status marks it stalled; 0 turns this off.
+	StallAfter time.Duration
 	// Grace is how long running jobs may finish after shutdown begins before
 	// their contexts are cancelled.
 	Grace time.Duration
@@ -45,12 +49,15 @@ type Config struct {
 // are left for the caller.
 func DefaultConfig() Config {
 	return Config{
-		Workers:  2,
-		Settle:   time.Second,
-		Rescan:   10 * time.Second,
-		RetryMin: 5 * time.Second,
-		RetryMax: 10 * time.Minute,
-		Grace:    30 * time.Second,
+		Workers: 2,
+		Settle:  time.Second,
+		Rescan:  10 * time.Second,
+		// Above anything a healthy job goes without progress: a list's
+		// pulls report it while they wait within their own timeout.
+		StallAfter: 10 * time.Minute,
+		RetryMin:   5 * time.Second,
+		RetryMax:   10 * time.Minute,
+		Grace:      30 * time.Second,
 	}
 }
 
@@ -92,6 +99,9 @@ func (c Config) Validate() error {
 	}
 	if c.Rescan <= 0 {
 		return fmt.Errorf("rescan interval must be positive, got %s", c.Rescan)
+	}
+	if c.StallAfter < 0 {
+		return fmt.Errorf("stall timeout must not be negative, got %s", c.StallAfter)
 	}
 	if c.Grace < 0 {
 		return fmt.Errorf("grace must not be negative, got %s", c.Grace)

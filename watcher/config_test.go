@@ -28,6 +28,8 @@ func TestConfigValidate(t *testing.T) {
 		{"watched and rescanned overlap", func(c *watcher.Config) { c.RescanDirs = []string{"/var/lib/imagedrop/images/nfs"} }, "overlap"},
 		{"no matcher", func(c *watcher.Config) { c.Match = nil }, "matcher is required"},
 		{"no rescan interval", func(c *watcher.Config) { c.Rescan = 0 }, "rescan interval"},
+		{"negative stall timeout", func(c *watcher.Config) { c.StallAfter = -time.Second }, "stall timeout"},
+		{"no stall timeout", func(c *watcher.Config) { c.StallAfter = 0 }, ""},
 		{"empty dir", func(c *watcher.Config) { c.Dirs = []string{" "} }, "must not be empty"},
 		{"same dir twice", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/var/lib/imagedrop/images/") }, "overlap"},
 		{"nested dirs", func(c *watcher.Config) { c.Dirs = append(c.Dirs, "/var/lib/imagedrop") }, "overlap"},

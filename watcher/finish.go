@@ -23,6 +23,7 @@ func (l *loop) finished(r result) {
 	l.dealtWith(f)
 	r.abort(nil)
 	delete(l.aborts, r.path)
+	delete(l.w.progress, r.path)
 
 	res := jobSucceeded
 	cause := context.Cause(r.ctx)

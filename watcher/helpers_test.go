@@ -53,7 +53,8 @@ type fakeProc struct {
 	fn      func(ctx context.Context, path string, n int) (watcher.Outcome, error)
 }
 
-func (p *fakeProc) Process(ctx context.Context, _, path string) (watcher.Outcome, error) {
+func (p *fakeProc) Process(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
+	path := f.Path
 	at := time.Now()
 	data, _ := os.ReadFile(path)
 	p.mu.Lock()

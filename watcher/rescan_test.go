@@ -16,7 +16,7 @@ import (
 
 type nopProc struct{}
 
-func (nopProc) Process(context.Context, string, string) (Outcome, error) { return Outcome{}, nil }
+func (nopProc) Process(context.Context, File) (Outcome, error) { return Outcome{}, nil }
 
 type nopImages struct{}
 

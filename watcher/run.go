@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -304,6 +305,7 @@ func (l *loop) nextJob(jobCtx context.Context, now time.Time) (job, chan job) {
 	j.ctx, j.abort = jobCtx, func(error) {}
 	if j.unpin == nil {
 		j.ctx, j.abort = context.WithCancelCause(jobCtx)
+		j.seen = new(atomic.Int64)
 		if f := l.w.files[j.path]; f != nil {
 			j.root = f.dir
 		}
@@ -338,6 +340,8 @@ func (l *loop) dispatched(j job) {
 	l.q.started(j)
 	if j.unpin == nil {
 		l.aborts[j.path] = j.abort
+		j.seen.Store(time.Now().UnixNano())
+		l.w.progress[j.path] = j.seen
 		l.w.obs.JobStarted()
 	}
 }

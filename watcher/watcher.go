@@ -61,11 +61,23 @@ import (
 
 // Processor does the work for one file (import an archive, or pull a list).
 type Processor interface {
-	// Process handles the file at path, found in the watched directory root.
-	// What the directory holds is untrusted: the Processor must not follow
-	// a symlink out of root. It may return a partial Outcome with an error,
-	// such as a list where some references succeeded.
-	Process(ctx context.Context, root, path string) (Outcome, error)
+	// Process handles f. It may return a partial Outcome with an error, such
+	// as a list where some references succeeded. An error whose chain has a
+	// method Permanent() bool returning true says the file is bad: it is
+	// retried only when it changes.
+	Process(ctx context.Context, f File) (Outcome, error)
+}
+
+// File is a file handed to the Processor.
+type File struct {
+	// Path is the file, found in the watched directory Root. What the
+	// directory holds is untrusted: the Processor must not follow a symlink
+	// out of Root.
+	Root, Path string
+	// Progress is to be called whenever the job makes progress (a chunk
+	// read, a reference pulled). A job that does not call it for
+	// Config.StallAfter is reported stalled by Healthy and Status.
+	Progress func()
 }
 
 // Outcome is what a successful or failed job produced.
@@ -109,6 +121,10 @@ type Watcher struct {
 	alive   atomic.Bool
 	beat    atomic.Int64 // unix nanoseconds of the loop's last turn
 
+	// progress holds, for each running file job, the unix nanoseconds of
+	// its last progress; guarded by mu, the values written by the jobs.
+	progress map[string]*atomic.Int64
+
 	// mu guards the fields below. The loop holds it while it handles one
 	// event, so Status sees a consistent picture.
 	mu    sync.Mutex
@@ -132,14 +148,15 @@ func New(cfg Config, log *slog.Logger, p Processor, img Images, obs Observer) (*
 		obs = Nop{}
 	}
 	w := &Watcher{
-		cfg:   cfg,
-		log:   log,
-		proc:  p,
-		img:   img,
-		obs:   obs,
-		files: map[string]*file{},
-		blind: map[string]string{},
-		q:     newQueue(cfg.Workers, Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}.Delay),
+		cfg:      cfg,
+		log:      log,
+		proc:     p,
+		img:      img,
+		obs:      obs,
+		files:    map[string]*file{},
+		blind:    map[string]string{},
+		progress: map[string]*atomic.Int64{},
+		q:        newQueue(cfg.Workers, Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}.Delay),
 	}
 	w.rescanned = map[string]bool{}
 	for i, d := range append(slices.Clip(cfg.Dirs), cfg.RescanDirs...) {
@@ -171,7 +188,28 @@ func (w *Watcher) Healthy() error {
 	if age := time.Since(time.Unix(0, w.beat.Load())); age > staleAfter {
 		return fmt.Errorf("watcher loop stalled for %s", age.Round(time.Second))
 	}
+	if path, age := w.stalled(); path != "" {
+		return fmt.Errorf("the job of %s made no progress for %s (stall timeout %s)", path, age.Round(time.Second), w.cfg.StallAfter)
+	}
 	return nil
+}
+
+// stalled returns the running job that made no progress for the longest,
+// if that is longer than Config.StallAfter, and for how long.
+func (w *Watcher) stalled() (string, time.Duration) {
+	if w.cfg.StallAfter <= 0 {
+		return "", 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var worst string
+	var age time.Duration
+	for p, at := range w.progress {
+		if a := time.Since(time.Unix(0, at.Load())); a > w.cfg.StallAfter && a > age {
+			worst, age = p, a
+		}
+	}
+	return worst, age
 }
 
 // Ready reports whether every file found at start has been processed,
@@ -252,6 +290,10 @@ type FileStatus struct {
 	Updated time.Time `json:"updated,omitzero"`
 	// DurationSeconds is how long the last processing took.
 	DurationSeconds float64 `json:"duration_seconds,omitzero"`
+	// ProgressAt is when the running job last made progress; Stalled says
+	// that was longer than Config.StallAfter ago.
+	ProgressAt time.Time `json:"progress_at,omitzero"`
+	Stalled    bool      `json:"stalled,omitempty"`
 	// Detail is the Outcome.Detail of the last processing.
 	Detail any `json:"detail,omitempty"`
 }
@@ -274,7 +316,12 @@ func (w *Watcher) Status() Status {
 		s.Dirs = append(s.Dirs, ds)
 	}
 	for _, p := range paths {
-		s.Files = append(s.Files, w.files[p].status(w.q.state(p)))
+		fs := w.files[p].status(w.q.state(p))
+		if at := w.progress[p]; at != nil {
+			fs.ProgressAt = time.Unix(0, at.Load())
+			fs.Stalled = w.cfg.StallAfter > 0 && time.Since(fs.ProgressAt) > w.cfg.StallAfter
+		}
+		s.Files = append(s.Files, fs)
 	}
 	return s
 }

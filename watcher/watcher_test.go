@@ -924,3 +924,64 @@ func TestStateSaveFailureIsVisible(t *testing.T) {
 		t.Errorf("Run = %v, want the final save's error", err)
 	}
 }
+
+// TestStalledJob checks that a job that makes no progress for StallAfter
+// fails Healthy and is marked in Status, while a job that reports progress
+// keeps the watcher healthy however long it runs.
+func TestStalledJob(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	put(t, filepath.Join(dir, "busy.tar"), "b")
+	put(t, filepath.Join(dir, "wedged.tar"), "w")
+	release := make(chan struct{})
+	cfg := testConfig(t, dir)
+	cfg.StallAfter = 300 * time.Millisecond
+	procFn := func(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
+		if filepath.Base(f.Path) == "busy.tar" {
+			tick := time.NewTicker(cfg.StallAfter / 10)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					f.Progress()
+				case <-release:
+					return watcher.Outcome{}, nil
+				}
+			}
+		}
+		select { // no progress at all
+		case <-release:
+		case <-ctx.Done():
+		}
+		return watcher.Outcome{}, nil
+	}
+	r := start(t, cfg, procFunc(procFn), &fakeImages{}, nil)
+	w := r.w
+	r.waitState(t, "busy.tar", watcher.StateRunning)
+	r.waitState(t, "wedged.tar", watcher.StateRunning)
+	waitFor(t, "unhealthy", func() bool { return w.Healthy() != nil })
+	if err := w.Healthy(); !strings.Contains(err.Error(), "wedged.tar made no progress") {
+		t.Errorf("Healthy() = %v, want it to name the wedged job", err)
+	}
+	for _, tt := range []struct {
+		path    string
+		stalled bool
+	}{{"busy.tar", false}, {"wedged.tar", true}} {
+		f, _ := r.file(tt.path)
+		if f.Stalled != tt.stalled || f.ProgressAt.IsZero() {
+			t.Errorf("%s: stalled %v, progress at %v; want stalled %v with a time", tt.path, f.Stalled, f.ProgressAt, tt.stalled)
+		}
+	}
+	close(release)
+	r.waitState(t, "wedged.tar", watcher.StateDone)
+	if err := w.Healthy(); err != nil {
+		t.Errorf("Healthy() after the jobs ended = %v, want nil", err)
+	}
+}
+
+// procFunc turns a function into a Processor.
+type procFunc func(ctx context.Context, f watcher.File) (watcher.Outcome, error)
+
+func (fn procFunc) Process(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
+	return fn(ctx, f)
+}

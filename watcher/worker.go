@@ -3,6 +3,7 @@ package watcher
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,9 +15,10 @@ type job struct {
 	ctx   context.Context
 	abort context.CancelCauseFunc
 	path  string
-	root  string   // the watched directory path is in
-	rec   *record  // what was recorded for path, if anything (a copy)
-	unpin []string // set for an unpin job
+	root  string        // the watched directory path is in
+	seen  *atomic.Int64 // unix nanoseconds of the job's last progress
+	rec   *record       // what was recorded for path, if anything (a copy)
+	unpin []string      // set for an unpin job
 }
 
 // result is what a worker made of a job.
@@ -60,6 +62,7 @@ func (w *Watcher) do(_ context.Context, j job) (r result) {
 			r.err = fmt.Errorf("process %s: panic: %v", j.path, v)
 		}
 	}()
-	r.out, r.err = w.proc.Process(ctx, j.root, j.path)
+	progress := func() { j.seen.Store(time.Now().UnixNano()) }
+	r.out, r.err = w.proc.Process(ctx, File{Root: j.root, Path: j.path, Progress: progress})
 	return r
 }

@@ -57,6 +57,7 @@ var flagCases = map[string]flagCase{
 	"settle":             {"1s", "2s", "2s", "500ms", "500ms", watchOnly},
 	"retry-min":          {"5s", "1s", "1s", "3s", "3s", watchOnly},
 	"retry-max":          {"10m0s", "1m", "1m0s", "1h", "1h0m0s", watchOnly},
+	"stall-timeout":      {"10m0s", "1h", "1h0m0s", "0s", "0s", watchOnly},
 	"shutdown-grace":     {"30s", "10s", "10s", "0s", "0s", watchOnly},
 	"listen-address":     {":9365", "127.0.0.1:9000", "127.0.0.1:9000", ":0", ":0", watchOnly},
 }

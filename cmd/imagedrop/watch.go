@@ -38,6 +38,7 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.watcher.Settle, "settle", c.watcher.Settle, "how long a file written in place must stay unchanged before it is read")
 	fs.DurationVar(&c.watcher.RetryMin, "retry-min", c.watcher.RetryMin, "first delay before a failed file is retried (doubles per failure)")
 	fs.DurationVar(&c.watcher.RetryMax, "retry-max", c.watcher.RetryMax, "longest delay between retries of a failed file")
+	fs.DurationVar(&c.watcher.StallAfter, "stall-timeout", c.watcher.StallAfter, "how long a running job may make no progress before /healthz fails and /status marks it stalled (0: never)")
 	fs.DurationVar(&c.watcher.Grace, "shutdown-grace", c.watcher.Grace, "how long running jobs may finish after SIGTERM before they are cancelled")
 	fs.StringVar(&c.server.Address, "listen-address", c.server.Address, "address of the /metrics, /healthz, /readyz and /status server")
 }
@@ -130,8 +131,8 @@ var (
 // processor hands the watcher's files to the importer.
 type processor struct{ im *importer.Importer }
 
-func (p processor) Process(ctx context.Context, _, path string) (watcher.Outcome, error) {
-	res, err := p.im.Process(ctx, path)
+func (p processor) Process(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
+	res, err := p.im.Process(ctx, f.Path)
 	return watcher.Outcome{Images: res.Images, Bytes: res.BytesRead, Detail: res}, err
 }
 
