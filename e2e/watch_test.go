@@ -257,6 +257,9 @@ func TestWatchReplaceAndRecreate(t *testing.T) {
 	x, y, z := img("example.com/r/x:1", 1), img("example.com/r/y:1", 2), img("example.com/r/z:1", 3)
 	dropArchive(t, images, "app.tar", x)
 	st.waitImage(x.Name, 10*time.Second)
+	// Done, not just created: a file replaced during its import cancels the
+	// import, which then removes the images it made (all or nothing).
+	d.waitFile("app.tar", "done", 10*time.Second)
 
 	// Same size, older mtime: k3s would skip it; imagedrop imports it.
 	before, err := os.Stat(filepath.Join(images, "app.tar"))
@@ -277,6 +280,7 @@ func TestWatchReplaceAndRecreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.waitImage(y.Name, 10*time.Second)
+	d.waitFile("app.tar", "done", 10*time.Second)
 
 	// The directory goes away (its images are unpinned) and comes back.
 	if err := os.RemoveAll(images); err != nil {
