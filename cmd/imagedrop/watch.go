@@ -130,8 +130,8 @@ var (
 // processor hands the watcher's files to the importer.
 type processor struct{ im *importer.Importer }
 
-func (p processor) Process(ctx context.Context, _, path string) (watcher.Outcome, error) {
-	res, err := p.im.Process(ctx, path)
+func (p processor) Process(ctx context.Context, root, path string) (watcher.Outcome, error) {
+	res, err := p.im.Process(ctx, root, path)
 	return watcher.Outcome{Images: res.Images, Bytes: res.BytesRead, Detail: res}, err
 }
 
