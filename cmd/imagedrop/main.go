@@ -168,7 +168,7 @@ func (c *commonConfig) logger(w io.Writer) *slog.Logger {
 	if c.logFormat == "json" {
 		log = slog.New(slog.NewJSONHandler(w, opts))
 	}
-	//ROUTE
+	routeClientLogs(log, level)
 	return log
 }
 
