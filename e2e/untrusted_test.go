@@ -155,6 +155,9 @@ func TestWatchUntrustedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if strings.Contains(string(metricsBody), images) || strings.Contains(string(metricsBody), good.Name) {
+		t.Errorf("/metrics names a path or an image:\n%s", metricsBody)
+	}
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
@@ -202,5 +205,51 @@ func TestWatchSymlinkSwappedToFIFO(t *testing.T) {
 	e.st.waitImage(a.Name, 5*time.Second)
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestWatchHugeList: a list of 20 000 references fails on
+// --max-list-references before any pull, and /status, the log and the
+// state file stay small (it gave a 14 MB /status and a 5 MB log line).
+func TestWatchHugeList(t *testing.T) {
+	c := harness.RequireContainerd(t)
+	dir := t.TempDir()
+	images := filepath.Join(dir, "images")
+	if err := os.Mkdir(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&b, "registry.invalid/huge/image-%d:1\n", i)
+	}
+	writeFile(t, filepath.Join(images, "huge.txt"), b.String())
+	state := filepath.Join(dir, "state.json")
+	d := startDaemon(t, c, importer.CRINamespace, "--images-dir", images, "--state-file", state,
+		"--max-list-size", "2Mi")
+	f := d.waitFile("huge.txt", "failed", 60*time.Second)
+	if want := "too many references: more than 1000 (--max-list-references)"; !strings.Contains(f.Error, want) {
+		t.Errorf("error %q, want it to say %q", f.Error, want)
+	}
+	_, body, err := d.get("/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+	stateBody, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	longest := 0
+	for _, l := range strings.Split(d.logs.String(), "\n") {
+		longest = max(longest, len(l))
+	}
+	if len(body) > 16<<10 || len(stateBody) > 16<<10 || longest > 4<<10 {
+		t.Errorf("/status %d bytes, state file %d bytes, longest log line %d bytes; want at most 16 KiB, 16 KiB, 4 KiB",
+			len(body), len(stateBody), longest)
+	}
+	if strings.Contains(d.logs.String(), "image-999") {
+		t.Errorf("the log names the list's references; it must not")
 	}
 }
