@@ -32,6 +32,11 @@ const leaseExpiry = 24 * time.Hour
 // ends, so a failed import leaves nothing behind for the garbage collector
 // to keep; images are created only once the whole archive has been read.
 func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result, err error) {
+	return im.importArchive(ctx, "", path)
+}
+
+// importArchive is ImportArchive of a file found in root (see openInput).
+func (im *Importer) importArchive(ctx context.Context, root, path string) (res Result, err error) {
 	res = Result{Path: path, Kind: KindArchive}
 	defer func() {
 		if err != nil {
@@ -39,15 +44,11 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 		}
 	}()
 
-	f, err := os.Open(path)
+	f, st, err := openInput(root, path)
 	if err != nil {
 		return res, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return res, err
-	}
 	if st.Size() == 0 {
 		return res, ErrEmpty
 	}

@@ -98,6 +98,17 @@ type Config struct {
 	// PullAuthFile is a docker config.json whose credentials are sent with
 	// pulls from matching registries; empty means none.
 	PullAuthFile string
+
+	// MaxListReferences caps the lines of one list that name references,
+	// valid or not; a longer list fails before anything is pulled.
+	MaxListReferences int
+	// MaxListSize caps the size of a list file, in bytes.
+	MaxListSize uint64
+	// ListSample caps the per-reference results a list's Result keeps:
+	// failures first, then the others (Result.Counts counts them all).
+	ListSample int
+	// MaxErrorLength caps the length of an error Process returns, in bytes.
+	MaxErrorLength int
 }
 
 // DefaultConfig returns the defaults of a node daemon.
@@ -113,6 +124,11 @@ func DefaultConfig() Config {
 		PullTimeout:      30 * time.Minute,
 		PullRetries:      4,
 		PullBackoff:      time.Second,
+
+		MaxListReferences: 1000,
+		MaxListSize:       1 << 20,
+		ListSample:        50,
+		MaxErrorLength:    512,
 	}
 }
 
@@ -154,6 +170,21 @@ func (c Config) Validate() error {
 	}
 	if c.PullRetries > 0 && c.PullBackoff <= 0 {
 		return errors.New("pull backoff must be positive")
+	}
+	return c.validateBounds()
+}
+
+// validateBounds checks the caps on what a file may make imagedrop hold.
+func (c Config) validateBounds() error {
+	switch {
+	case c.MaxListReferences < 1:
+		return fmt.Errorf("max list references %d: want at least 1", c.MaxListReferences)
+	case c.MaxListSize < 1:
+		return errors.New("max list size must be positive")
+	case c.ListSample < 1:
+		return fmt.Errorf("list sample %d: want at least 1", c.ListSample)
+	case c.MaxErrorLength < minErrorLength:
+		return fmt.Errorf("max error length %d: want at least %d", c.MaxErrorLength, minErrorLength)
 	}
 	return nil
 }
@@ -265,20 +296,74 @@ type Result struct {
 	Unpacked int `json:"unpacked,omitempty"`
 	// SkippedPlatforms counts manifests whose content was not in the archive.
 	SkippedPlatforms int `json:"skipped_platforms,omitempty"`
-	// References are the per-reference outcomes of a list.
+	// References are per-reference outcomes of a list, at most
+	// Config.ListSample of them: the failures first, then the others, in
+	// line order.
 	References []ReferenceResult `json:"references,omitempty"`
+	// ReferencesOmitted counts the references left out of References.
+	ReferencesOmitted int `json:"references_omitted,omitempty"`
+	// Counts counts the outcomes of every reference of a list.
+	Counts *ReferenceCounts `json:"counts,omitempty"`
 }
 
-// Process imports the file at path according to its kind.
-func (im *Importer) Process(ctx context.Context, path string) (Result, error) {
+// ReferenceCounts counts the outcomes of the references of a list.
+type ReferenceCounts struct {
+	Pulled  int `json:"pulled"`
+	Present int `json:"present"`
+	Failed  int `json:"failed"`
+}
+
+// Process imports the file at path according to its kind. A root that is
+// not empty is the images directory path was found in, whose content is
+// untrusted: only a regular file is read, a symlink only if it resolves
+// inside root, and a hard-linked file not at all (see openInput). With
+// root empty the file is read as named, if it is a regular file. The error
+// is at most Config.MaxErrorLength bytes long.
+func (im *Importer) Process(ctx context.Context, root, path string) (Result, error) {
 	kind, ok := KindOf(path)
 	if !ok {
-		return Result{Path: path}, fmt.Errorf("%s: unsupported file name (want %s)", path, suffixList())
+		return Result{Path: path}, invalid(fmt.Errorf("%s: unsupported file name (want %s)", path, suffixList()))
 	}
+	var res Result
+	var err error
 	if kind == KindList {
-		return im.ImportList(ctx, path)
+		res, err = im.importList(ctx, root, path)
+	} else {
+		res, err = im.importArchive(ctx, root, path)
 	}
-	return im.ImportArchive(ctx, path)
+	return res, shorten(err, im.cfg.MaxErrorLength)
+}
+
+// minErrorLength is the shortest Config.MaxErrorLength: room for a path
+// and a reason.
+const minErrorLength = 64
+
+// shortError is an error whose text was cut; it still wraps the error.
+type shortError struct {
+	err error
+	msg string
+}
+
+func (e shortError) Error() string { return e.msg }
+func (e shortError) Unwrap() error { return e.err }
+
+// shorten returns err with its text cut to max bytes (ending in "…"), or
+// err itself if it is short enough.
+func shorten(err error, max int) error {
+	if err == nil || len(err.Error()) <= max {
+		return err
+	}
+	return shortError{err: err, msg: cut(err.Error(), max)}
+}
+
+// cut returns s cut to at most max bytes, ending in "…" if it was cut,
+// never in the middle of a UTF-8 sequence.
+func cut(s string, max int) string {
+	const ellipsis = "…"
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max-len(ellipsis)], "") + ellipsis
 }
 
 func (im *Importer) nsContext(ctx context.Context) context.Context {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -73,6 +73,11 @@ var _ criImages = (runtimeapi.ImageServiceClient)(nil)
 // ErrReferencesFailed) names each with its line; the references that
 // succeeded stay pulled and pinned, and res describes them all.
 func (im *Importer) ImportList(ctx context.Context, path string) (res Result, err error) {
+	return im.importList(ctx, "", path)
+}
+
+// importList is ImportList of a file found in root (see openInput).
+func (im *Importer) importList(ctx context.Context, root, path string) (res Result, err error) {
 	res = Result{Path: path, Kind: KindList}
 	defer func() {
 		if err != nil {
@@ -82,19 +87,11 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 	if im.cfg.Namespace != CRINamespace {
 		return res, fmt.Errorf("image lists are pulled through the CRI, which keeps images in namespace %s, but the namespace is %q", CRINamespace, im.cfg.Namespace)
 	}
-
-	f, err := os.Open(path)
+	list, size, err := im.readList(root, path)
 	if err != nil {
 		return res, err
 	}
-	list, err := ParseList(f)
-	_ = f.Close()
-	if err != nil {
-		return res, err
-	}
-	if st, err := os.Stat(path); err == nil {
-		res.BytesRead = st.Size()
-	}
+	res.BytesRead = size
 	var auth pullAuth
 	if im.cfg.PullAuthFile != "" {
 		if auth, err = loadPullAuth(im.cfg.PullAuthFile); err != nil {
@@ -106,17 +103,75 @@ func (im *Importer) ImportList(ctx context.Context, path string) (res Result, er
 	source := filepath.Base(path)
 	refs, names := im.pullEntries(ctx, cri, auth, list.Entries, source)
 	for _, inv := range list.Invalid {
-		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: inv.Text, Outcome: OutcomeFailure,
-			Error: fmt.Sprintf("invalid reference %q: %v", inv.Text, inv.Err)})
+		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: excerpt(inv.Text), Outcome: OutcomeFailure,
+			Error: fmt.Sprintf("invalid reference %s: %v", excerpt(inv.Text), inv.Err)})
 	}
 	slices.SortFunc(refs, func(a, b ReferenceResult) int { return a.Line - b.Line })
-	res.References = refs
 	for _, n := range names {
 		res.Images = append(res.Images, n...)
 	}
 	slices.Sort(res.Images)
 	res.Images = slices.Compact(res.Images)
-	return res, failedReferences(ctx, source, refs)
+	err = failedReferences(ctx, source, refs)
+	res.Counts, res.References, res.ReferencesOmitted = sampleReferences(refs, im.cfg.ListSample)
+	return res, err
+}
+
+// readList opens, bounds and parses the list at path, found in root, and
+// returns it with the file's size. A list over Config.MaxListSize or
+// Config.MaxListReferences fails whole, before anything is pulled.
+func (im *Importer) readList(root, path string) (List, int64, error) {
+	f, st, err := openInput(root, path)
+	if err != nil {
+		return List{}, 0, err
+	}
+	defer f.Close()
+	limit := int64(im.cfg.MaxListSize)
+	if st.Size() > limit {
+		return List{}, 0, invalid(fmt.Errorf("list of %d bytes is over --max-list-size (%d bytes)", st.Size(), limit))
+	}
+	// The file may grow after the fstat: read one byte past the limit to
+	// tell.
+	lr := &io.LimitedReader{R: f, N: limit + 1}
+	list, err := parseList(lr, im.cfg.MaxListReferences)
+	if err == nil && lr.N == 0 {
+		err = invalid(fmt.Errorf("list grew over --max-list-size (%d bytes) while it was read", limit))
+	}
+	return list, st.Size(), err
+}
+
+// sampleReferences counts the outcomes of refs, which are in line order,
+// and keeps at most n of them: the failures first, then the others, in
+// line order. It returns the counts, the sample and how many were left out.
+func sampleReferences(refs []ReferenceResult, n int) (*ReferenceCounts, []ReferenceResult, int) {
+	counts := &ReferenceCounts{}
+	keep := make([]bool, len(refs))
+	kept := 0
+	for i, r := range refs {
+		switch r.Outcome {
+		case OutcomePulled:
+			counts.Pulled++
+		case OutcomePresent:
+			counts.Present++
+		default:
+			counts.Failed++
+			if kept < n {
+				keep[i], kept = true, kept+1
+			}
+		}
+	}
+	for i := range refs {
+		if kept < n && !keep[i] {
+			keep[i], kept = true, kept+1
+		}
+	}
+	var sample []ReferenceResult
+	for i, r := range refs {
+		if keep[i] {
+			sample = append(sample, r)
+		}
+	}
+	return counts, sample, len(refs) - len(sample)
 }
 
 // pullEntries makes the references of entries present, up to
@@ -143,6 +198,7 @@ func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAut
 			if rr.Outcome != OutcomeFailure {
 				rr, names[i] = im.labelPulled(ctx, rr, e, source)
 			}
+			rr.Error = cut(rr.Error, im.cfg.MaxErrorLength)
 			refs[i] = rr
 			if rr.Outcome == OutcomeFailure {
 				return // logged once, with the file's error
@@ -158,19 +214,30 @@ func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAut
 	return refs, names
 }
 
+// failuresNamed is how many failed references the error of a list names;
+// the Result has more.
+const failuresNamed = 3
+
 // failedReferences is the error of a list whose references in refs failed,
 // naming each with its line of the file source, or nil if none failed.
 func failedReferences(ctx context.Context, source string, refs []ReferenceResult) error {
 	var failed []string
+	n := 0
 	for _, r := range refs {
-		if r.Outcome == OutcomeFailure {
+		if r.Outcome != OutcomeFailure {
+			continue
+		}
+		if n++; n <= failuresNamed {
 			failed = append(failed, fmt.Sprintf("%s:%d: %s", source, r.Line, r.Error))
 		}
 	}
-	if len(failed) == 0 {
+	if n == 0 {
 		return nil
 	}
-	err := fmt.Errorf("%d of %d %w: %s", len(failed), len(refs), ErrReferencesFailed, strings.Join(failed, "; "))
+	if n > failuresNamed {
+		failed = append(failed, fmt.Sprintf("and %d more", n-failuresNamed))
+	}
+	err := fmt.Errorf("%d of %d %w: %s", n, len(refs), ErrReferencesFailed, strings.Join(failed, "; "))
 	if ctx.Err() != nil {
 		err = errors.Join(ctx.Err(), err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -17,10 +18,22 @@ import (
 // end excluded.
 const MaxListLine = 4096
 
+// excerptLength is how much of a bad line an error quotes, in bytes.
+const excerptLength = 32
+
+// notAListInvalid is how many invalid lines, when they are also most of the
+// reference lines, make a file "not an image list" as a whole.
+const notAListInvalid = 5
+
 // Errors that make a whole image list unusable.
 var (
 	ErrLineTooLong = fmt.Errorf("line longer than %d bytes", MaxListLine)
 	ErrNotText     = errors.New("not a text file")
+	// ErrNotAList is a text file most of whose lines are not references.
+	ErrNotAList = errors.New("does not look like an image list")
+	// ErrTooManyReferences is a list over Config.MaxListReferences lines
+	// that name references, valid or not.
+	ErrTooManyReferences = errors.New("too many references")
 )
 
 // List is a parsed image list.
@@ -54,7 +67,16 @@ type LineError struct {
 }
 
 func (e LineError) Error() string {
-	return fmt.Sprintf("line %d: invalid reference %q: %v", e.Line, e.Text, e.Err)
+	return fmt.Sprintf("line %d: invalid reference %s: %v", e.Line, excerpt(e.Text), e.Err)
+}
+
+// excerpt quotes the start of s for an error, escaped (strconv.Quote), at
+// most excerptLength bytes of it, with "…" if it was cut.
+func excerpt(s string) string {
+	if len(s) <= excerptLength {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(strings.ToValidUTF8(s[:excerptLength], "")) + "…"
 }
 
 func (e LineError) Unwrap() error { return e.Err }
@@ -65,55 +87,82 @@ func (e LineError) Unwrap() error { return e.Err }
 // followed by whitespace and a # comment. Invalid lines are collected in
 // List.Invalid and do not stop the others. The error is for a list that
 // cannot be read at all: a line longer than MaxListLine (ErrLineTooLong),
-// a NUL byte or invalid UTF-8 (ErrNotText), or a read error.
-func ParseList(r io.Reader) (List, error) {
-	var list List
-	seen := map[string]bool{}
+// a NUL byte or invalid UTF-8 (ErrNotText), at least 5 invalid lines that
+// are most of the reference lines (ErrNotAList), or a read error. The
+// errors quote nothing of the file.
+func ParseList(r io.Reader) (List, error) { return parseList(r, 0) }
+
+// parseList is ParseList that fails with ErrTooManyReferences once more
+// than maxRefs lines (maxRefs > 0) name references, valid or not. Every
+// error but a read error is permanent.
+func parseList(r io.Reader, maxRefs int) (List, error) {
+	p := listParser{seen: map[string]bool{}}
 	sc := bufio.NewScanner(r)
 	// Room for the longest line plus its CRLF, so that "too long" is
 	// decided below on the line itself.
 	sc.Buffer(make([]byte, 0, 512), MaxListLine+2)
-	n := 0
 	for sc.Scan() {
-		n++
-		raw := sc.Bytes()
-		if n == 1 {
-			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
+		if err := p.line(sc.Bytes()); err != nil {
+			return List{}, invalid(err)
 		}
-		raw = bytes.TrimSuffix(raw, []byte("\r"))
-		if len(raw) > MaxListLine {
-			return List{}, fmt.Errorf("line %d: %w", n, ErrLineTooLong)
+		if maxRefs > 0 && p.refLines > maxRefs {
+			return List{}, invalid(fmt.Errorf("line %d: %w: more than %d (--max-list-references)", p.n, ErrTooManyReferences, maxRefs))
 		}
-		if bytes.IndexByte(raw, 0) >= 0 {
-			return List{}, fmt.Errorf("line %d: %w (NUL byte)", n, ErrNotText)
-		}
-		if !utf8.Valid(raw) {
-			return List{}, fmt.Errorf("line %d: %w (invalid UTF-8)", n, ErrNotText)
-		}
-		text, ok, err := splitListLine(string(raw))
-		if !ok {
-			continue
-		}
-		if err == nil {
-			var e ListEntry
-			if e, err = parseListReference(text); err == nil {
-				if !seen[e.Image] {
-					seen[e.Image] = true
-					e.Line = n
-					list.Entries = append(list.Entries, e)
-				}
-				continue
-			}
-		}
-		list.Invalid = append(list.Invalid, LineError{Line: n, Text: text, Err: err})
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return List{}, fmt.Errorf("line %d: %w", n+1, ErrLineTooLong)
+			return List{}, invalid(fmt.Errorf("line %d: %w", p.n+1, ErrLineTooLong))
 		}
 		return List{}, fmt.Errorf("read list: %w", err)
 	}
-	return list, nil
+	if bad := len(p.list.Invalid); bad >= notAListInvalid && 2*bad > p.refLines {
+		return List{}, invalid(fmt.Errorf("%w: %d of %d lines are not image references (the first is line %d)",
+			ErrNotAList, bad, p.refLines, p.list.Invalid[0].Line))
+	}
+	return p.list, nil
+}
+
+// listParser is the state of parseList: the list so far, line by line.
+type listParser struct {
+	list     List
+	seen     map[string]bool
+	n        int // lines read
+	refLines int // lines that name a reference, valid or not
+}
+
+// line parses the next line; its error makes the whole list unusable.
+func (p *listParser) line(raw []byte) error {
+	p.n++
+	if p.n == 1 {
+		raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf"))
+	}
+	raw = bytes.TrimSuffix(raw, []byte("\r"))
+	switch {
+	case len(raw) > MaxListLine:
+		return fmt.Errorf("line %d: %w", p.n, ErrLineTooLong)
+	case bytes.IndexByte(raw, 0) >= 0:
+		return fmt.Errorf("line %d: %w (NUL byte)", p.n, ErrNotText)
+	case !utf8.Valid(raw):
+		return fmt.Errorf("line %d: %w (invalid UTF-8)", p.n, ErrNotText)
+	}
+	text, ok, err := splitListLine(string(raw))
+	if !ok {
+		return nil
+	}
+	p.refLines++
+	if err == nil {
+		var e ListEntry
+		if e, err = parseListReference(text); err == nil {
+			if !p.seen[e.Image] {
+				p.seen[e.Image] = true
+				e.Line = p.n
+				p.list.Entries = append(p.list.Entries, e)
+			}
+			return nil
+		}
+	}
+	p.list.Invalid = append(p.list.Invalid, LineError{Line: p.n, Text: text, Err: err})
+	return nil
 }
 
 // splitListLine returns the reference on a line; ok is false for a blank
@@ -129,7 +178,7 @@ func splitListLine(line string) (text string, ok bool, err error) {
 	}
 	text, rest := line[:i], strings.TrimSpace(line[i:])
 	if rest[0] != '#' {
-		return text, true, fmt.Errorf("unexpected text %q after the reference (a comment starts with #)", rest)
+		return text, true, errors.New("unexpected text after the reference (a comment starts with #)")
 	}
 	return text, true, nil
 }
@@ -138,7 +187,7 @@ func splitListLine(line string) (text string, ok bool, err error) {
 func parseListReference(s string) (ListEntry, error) {
 	named, err := reference.ParseNormalizedNamed(s)
 	if err != nil {
-		return ListEntry{}, err
+		return ListEntry{}, referenceReason(err)
 	}
 	named = reference.TagNameOnly(named)
 	e := ListEntry{Reference: named.String(), Image: named.String()}
@@ -146,4 +195,25 @@ func parseListReference(s string) (ListEntry, error) {
 		e.Image = named.Name() + "@" + d.Digest().String()
 	}
 	return e, nil
+}
+
+// referenceReason is the reason a reference does not parse, as one of
+// distribution/reference's fixed errors: some of its errors quote the
+// text, which the caller quotes shortened itself.
+func referenceReason(err error) error {
+	for _, known := range []error{
+		reference.ErrNameContainsUppercase, reference.ErrNameEmpty, reference.ErrNameTooLong,
+		reference.ErrTagInvalidFormat, reference.ErrDigestInvalidFormat, reference.ErrNameNotCanonical,
+	} {
+		if errors.Is(err, known) {
+			return known
+		}
+	}
+	if strings.Contains(err.Error(), "must be lowercase") {
+		return reference.ErrNameContainsUppercase
+	}
+	if strings.Contains(err.Error(), "64-byte hexadecimal") {
+		return errors.New("a 64-character hexadecimal string is an image ID, not a reference")
+	}
+	return reference.ErrReferenceInvalidFormat
 }

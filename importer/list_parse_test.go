@@ -72,14 +72,18 @@ func TestParseList(t *testing.T) {
 		{
 			name: "invalid lines reported with line numbers, others kept",
 			in: "busybox\nUpper/Case\nnginx extra words\nhttp://example.com/app:1\nredis:7\nbusybox@sha256:abc\n" +
-				"app:tag:tag\nbusybox#nocomment\n",
+				"app:tag:tag\nbusybox#nocomment\na\nb\nc\nd\n",
 			want: []entry{
 				{1, "docker.io/library/busybox:latest", "docker.io/library/busybox:latest"},
 				{5, "docker.io/library/redis:7", "docker.io/library/redis:7"},
+				{9, "docker.io/library/a:latest", "docker.io/library/a:latest"},
+				{10, "docker.io/library/b:latest", "docker.io/library/b:latest"},
+				{11, "docker.io/library/c:latest", "docker.io/library/c:latest"},
+				{12, "docker.io/library/d:latest", "docker.io/library/d:latest"},
 			},
 			invalid: []invalid{
 				{2, "Upper/Case", "must be lowercase"},
-				{3, "nginx", `unexpected text "extra words"`},
+				{3, "nginx", "unexpected text after the reference"},
 				{4, "http://example.com/app:1", "invalid reference format"},
 				{6, "busybox@sha256:abc", "invalid"},
 				{7, "app:tag:tag", "invalid reference format"},

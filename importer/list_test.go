@@ -174,7 +174,7 @@ func TestImportListPulledThenPresent(t *testing.T) {
 		t.Fatalf("ImportList error = %v, want ErrReferencesFailed", err)
 	}
 	t.Logf("error: %v", err)
-	for _, want := range []string{list, "apps.txt:6: ", "Not/A/Valid:Reference", "apps.txt:7: ", "trailing words"} {
+	for _, want := range []string{list, "apps.txt:6: ", "Not/A/Valid:Reference", "apps.txt:7: ", "unexpected text after the reference"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
@@ -457,7 +457,7 @@ func TestImportListBadFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := tt.im.Process(context.Background(), tt.path)
+			res, err := tt.im.Process(context.Background(), dir, tt.path)
 			if err == nil || !strings.Contains(err.Error(), tt.path) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want it to name %s and say %q", err, tt.path, tt.wantErr)
 			}

@@ -60,6 +60,11 @@ var flagCases = map[string]flagCase{
 	"stall-timeout":      {"10m0s", "1h", "1h0m0s", "0s", "0s", watchOnly},
 	"shutdown-grace":     {"30s", "10s", "10s", "0s", "0s", watchOnly},
 	"listen-address":     {":9365", "127.0.0.1:9000", "127.0.0.1:9000", ":0", ":0", watchOnly},
+
+	"max-list-references": {"1000", "20", "20", "30", "30", both},
+	"max-list-size":       {"1MiB", "64Ki", "64KiB", "2Mi", "2MiB", both},
+	"list-sample":         {"50", "10", "10", "5", "5", both},
+	"max-error-length":    {"512", "256", "256", "1024", "1024", both},
 }
 
 // commandFlags returns a command's flag set, bound to a fresh configuration.

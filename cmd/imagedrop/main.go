@@ -118,6 +118,10 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.importer.PullConcurrency, "pull-concurrency", c.importer.PullConcurrency, "references of one image list pulled at once")
 	fs.DurationVar(&c.importer.PullTimeout, "pull-timeout", c.importer.PullTimeout, "time allowed to pull one listed reference, retries included")
 	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
+	fs.IntVar(&c.importer.MaxListReferences, "max-list-references", c.importer.MaxListReferences, "most references one image list may name; a longer list fails before any pull")
+	fs.Var(sizeFlag{&c.importer.MaxListSize}, "max-list-size", "largest image list file read, e.g. 1Mi")
+	fs.IntVar(&c.importer.ListSample, "list-sample", c.importer.ListSample, "per-reference results of a list kept for /status (failures first); counts are always kept")
+	fs.IntVar(&c.importer.MaxErrorLength, "max-error-length", c.importer.MaxErrorLength, "longest error message kept for a file, in bytes")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 }
@@ -160,10 +164,12 @@ func (c *commonConfig) logger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.logLevel)) // checked by validate
 	opts := &slog.HandlerOptions{Level: level}
+	log := slog.New(slog.NewTextHandler(w, opts))
 	if c.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		log = slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	routeClientLogs(log, level)
+	return log
 }
 
 // connect dials containerd and checks that it answers.
