@@ -108,9 +108,9 @@ func (l *loop) walk(root, dir string) map[string]bool {
 		if l.w.match(p) == "" {
 			return nil
 		}
-		st, err := statFile(p)
+		st, err := statFile(dir, p)
 		if err != nil {
-			return nil // a dangling or non-file symlink, or gone already
+			return nil // gone already, or a link to a directory
 		}
 		files = append(files, found{path: p, stat: st})
 		return nil
@@ -274,7 +274,7 @@ func (l *loop) configMapSwap(cmDir, dir string) {
 		if hidden(e.Name()) || l.w.match(p) == "" {
 			continue
 		}
-		st, err := statFile(p)
+		st, err := statFile(dir, p)
 		if err != nil {
 			continue
 		}

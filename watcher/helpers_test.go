@@ -56,7 +56,10 @@ type fakeProc struct {
 func (p *fakeProc) Process(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
 	path := f.Path
 	at := time.Now()
-	data, _ := os.ReadFile(path)
+	var data []byte
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() { // never block on a FIFO
+		data, _ = os.ReadFile(path)
+	}
 	p.mu.Lock()
 	if p.running == nil {
 		p.running = map[string]int{}

@@ -60,7 +60,7 @@ func TestOverflowRescans(t *testing.T) {
 	for l.q.depth() > 0 {
 		j, _ := l.nextJob(context.Background(), time.Now())
 		l.dispatched(j)
-		st, err := statFile(j.path)
+		st, err := statFile(dir, j.path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +134,7 @@ func TestWatchFailureRescans(t *testing.T) {
 		for l.q.depth() > 0 {
 			j, _ := l.nextJob(context.Background(), time.Now())
 			l.dispatched(j)
-			st, _ := statFile(j.path)
+			st, _ := statFile(dir, j.path)
 			l.finished(result{job: j, stat: st, out: Outcome{Images: []string{"img/" + filepath.Base(j.path)}}})
 		}
 	}

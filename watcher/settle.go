@@ -57,7 +57,7 @@ func (l *loop) pendFile(name, dir string, probe bool, wait time.Duration) {
 	if l.w.match(name) == "" {
 		return
 	}
-	st, err := statFile(name)
+	st, err := statFile(dir, name)
 	if err != nil {
 		return
 	}
@@ -87,7 +87,7 @@ func (l *loop) settle(now time.Time) {
 // complete, settles again if it changed, and is forgotten if gone.
 func (l *loop) settled(path string, now time.Time) {
 	pe := l.pend[path]
-	st, err := statFile(path)
+	st, err := statFile(l.dirOf(path), path)
 	if err != nil {
 		delete(l.pend, path)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) {

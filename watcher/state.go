@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,14 +27,23 @@ func (s fileStat) same(o fileStat) bool {
 	return s.Size == o.Size && s.Mtime.Equal(o.Mtime) && s.Inode == o.Inode
 }
 
-// statFile stats path, following symlinks. It returns an error wrapping
-// fs.ErrNotExist if path is gone, and errNotRegular if it is not a file.
-func statFile(path string) (fileStat, error) {
-	fi, err := os.Stat(path)
+// statFile stats path, found in the watched directory root. A symlink is
+// followed only if it resolves within root (a ConfigMap volume's files are
+// such links); otherwise the link itself is statted, so that nothing of what
+// it points to (its size, its times) is shown, and the Processor, which
+// refuses it, is told when the link changes. A FIFO, socket or device is
+// statted as it is and handed on, for the Processor to refuse it without
+// blocking: the watcher never opens a file. It returns an error wrapping
+// fs.ErrNotExist if path is gone, and errNotRegular if it is a directory.
+func statFile(root, path string) (fileStat, error) {
+	fi, err := os.Lstat(path)
+	if err == nil && fi.Mode()&fs.ModeSymlink != 0 && resolvesWithin(root, path) {
+		fi, err = os.Stat(path)
+	}
 	if err != nil {
 		return fileStat{}, fmt.Errorf("stat: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
+	if fi.IsDir() {
 		return fileStat{}, errNotRegular
 	}
 	st := fileStat{Size: fi.Size(), Mtime: fi.ModTime()}
@@ -43,7 +53,20 @@ func statFile(path string) (fileStat, error) {
 	return st, nil
 }
 
-var errNotRegular = errors.New("not a regular file")
+var errNotRegular = errors.New("a directory, not a file")
+
+// resolvesWithin reports whether the symlink at path resolves to a file
+// strictly within root. A dangling link resolves nowhere.
+func resolvesWithin(root, path string) bool {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false
+	}
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r // root itself may be reached through a link
+	}
+	return within(target, root)
+}
 
 // record is what the state file remembers of one file.
 type record struct {

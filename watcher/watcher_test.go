@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -984,4 +985,38 @@ type procFunc func(ctx context.Context, f watcher.File) (watcher.Outcome, error)
 
 func (fn procFunc) Process(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
 	return fn(ctx, f)
+}
+
+// TestUntrustedEntries checks what the watcher makes of entries that are not
+// plain files: a symlink out of the directory is handed on (for the
+// Processor to refuse) with nothing of its target shown, a symlink within is
+// followed, and a FIFO is handed on too — the watcher itself never opens one.
+func TestUntrustedEntries(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "shadow")
+	put(t, secret, strings.Repeat("s", 12345))
+	put(t, filepath.Join(dir, "real.tar"), "twelve bytes")
+	for link, target := range map[string]string{"out.txt": secret, "in.tar": "real.tar"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe.tar"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &fakeProc{}
+	r := start(t, testConfig(t, dir), p, &fakeImages{}, nil)
+	waitFor(t, "ready", r.w.Ready)
+	for _, name := range []string{"out.txt", "in.tar", "pipe.tar", "real.tar"} {
+		if p.count(filepath.Join(dir, name)) != 1 {
+			t.Errorf("%s handed to the Processor %d times, want once", name, p.count(filepath.Join(dir, name)))
+		}
+	}
+	if f, _ := r.file("out.txt"); f.Size == 12345 {
+		t.Errorf("status of a link out of the directory shows its target's size %d", f.Size)
+	}
+	if f, _ := r.file("in.tar"); f.Size != int64(len("twelve bytes")) {
+		t.Errorf("status of a link within the directory: size %d, want its target's %d", f.Size, len("twelve bytes"))
+	}
 }

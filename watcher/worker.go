@@ -41,7 +41,7 @@ func (w *Watcher) do(_ context.Context, j job) (r result) {
 		r.err = w.img.Unpin(ctx, j.unpin)
 		return r
 	}
-	r.stat, r.statErr = statFile(j.path)
+	r.stat, r.statErr = statFile(j.root, j.path)
 	if r.statErr != nil {
 		return r
 	}
