@@ -1,38 +1,3 @@
-// Package importer puts container images into containerd: it streams image
-// archives into the content store, names, labels, pins, retags and unpacks
-// the images they hold, and pre-pulls the references named in image lists.
-//
-// The importer knows nothing of directories or of how files were found; it is
-// handed one path at a time.
-//
-// # Where things are
-//
-// The files, in the order an archive goes through them:
-//
-//	importer.go         Config, New, Process (by Kind), Result, Observer
-//	kind.go             Kind, KindOf: which file names are archives or lists
-//	archive_import.go   ImportArchive: open, lease, progress, read, collect, store
-//	decompress.go       sniffing the compression; decoding ahead of the reader
-//	tarwalk.go          the walk of a tar: metadata files, symlinks, blob entries
-//	ingest.go           the import of a tar stream, its index, and the blob
-//	                    ingester: open, write, commit, reuse of present blobs
-//	                    (held on the import's lease)
-//	ingest_parallel.go  the import of an uncompressed archive file, several
-//	                    blobs at once, each from its own section of the file
-//	dockersave.go       the image manifests and index of a docker save
-//	blobwrite.go        blobWriter: one write session of containerd's content
-//	                    service, writes in flight, and the chunks they use
-//	writecodec.go       blob writes encoded without copying their data
-//	images.go           creating, labelling, retagging, unpacking images
-//
-// And an image list:
-//
-//	list_parse.go       ParseList: the format of a list file
-//	list.go             ImportList: pulls through the CRI, with retries
-//	list_auth.go        registry credentials from a docker config.json
-//
-// The tests run against a real containerd started by e2e/harness (see
-// main_test.go) and fail if a goroutine is left behind.
 package importer
 
 import (
