@@ -23,26 +23,22 @@ type nopImages struct{}
 func (nopImages) Exist(context.Context, []string) (bool, error) { return true, nil }
 func (nopImages) Unpin(context.Context, []string) error         { return nil }
 
-// TestOverflowRescans drives the loop by hand, since an inotify overflow
-// cannot be provoked from a test: files changed while events were lost are
-// found by the rescan, and unchanged ones are left alone.
-func TestOverflowRescans(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
+// putOld writes a file as if it had been there for an hour.
+func putOld(t *testing.T, path, data string) {
+	t.Helper()
 	old := time.Now().Add(-time.Hour)
-	put := func(name, data string) {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	put("a.tar", "a")
-	put("b.tar", "b")
-	put("c.tar", "c")
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+}
 
+// newTestWatcher returns a Watcher of dir, for tests that drive its loop by
+// hand, and its configuration.
+func newTestWatcher(t *testing.T, dir string) (Config, *Watcher) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Dirs = []string{dir}
 	cfg.Match = MatchForTest
@@ -50,6 +46,21 @@ func TestOverflowRescans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, w
+}
+
+// TestOverflowRescans drives the loop by hand, since an inotify overflow
+// cannot be provoked from a test: files changed while events were lost are
+// found by the rescan, and unchanged ones are left alone.
+func TestOverflowRescans(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	put := func(name, data string) { putOld(t, filepath.Join(dir, name), data) }
+	put("a.tar", "a")
+	put("b.tar", "b")
+	put("c.tar", "c")
+
+	_, w := newTestWatcher(t, dir)
 	fsw, err := fsnotify.NewWatcher()
 	if err != nil {
 		t.Fatal(err)
@@ -99,24 +110,9 @@ func TestOverflowRescans(t *testing.T) {
 func TestWatchFailureRescans(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	old := time.Now().Add(-time.Hour)
-	put := func(name, data string) {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(name, data string) { putOld(t, filepath.Join(dir, name), data) }
 	put("a.tar", "a")
-	cfg := DefaultConfig()
-	cfg.Dirs = []string{dir}
-	cfg.Match = MatchForTest
-	w, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nopProc{}, nopImages{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, w := newTestWatcher(t, dir)
 	closed, err := fsnotify.NewWatcher()
 	if err != nil {
 		t.Fatal(err)
