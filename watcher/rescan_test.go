@@ -23,10 +23,11 @@ type nopImages struct{}
 func (nopImages) Exist(context.Context, []string) (bool, error) { return true, nil }
 func (nopImages) Unpin(context.Context, []string) error         { return nil }
 
-// putOld writes a file as if it had been there for an hour.
+// putOld writes a file as if it had been there for a long time, always with
+// the same mtime.
 func putOld(t *testing.T, path, data string) {
 	t.Helper()
-	old := time.Now().Add(-time.Hour)
+	old := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
