@@ -108,61 +108,12 @@ type process struct {
 // (see RemovePodSandboxes), after the cluster has stopped.
 func StartKubernetes(t testing.TB, cfg KubernetesConfig) *Kubernetes {
 	t.Helper()
-	// Short: kubelet and containerd make unix sockets below it.
-	dir, err := os.MkdirTemp("", "idk8s-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := os.Hostname()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &Kubernetes{Dir: dir, NodeName: strings.ToLower(host), t: t, token: randomHex(16)}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range k.procs {
-				t.Logf("--- %s log (tail) ---\n%s", p.name, tail(p.log, 60))
-			}
-		}
-		k.stop()
-	})
+	k := newKubernetes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-
-	if err := k.writeFiles(); err != nil {
-		t.Fatal(err)
-	}
-	etcdAddr, peerAddr := freeAddr(t), freeAddr(t)
-	k.start(t, "etcd", cfg.Etcd,
-		"--name", "default",
-		"--data-dir", filepath.Join(dir, "etcd"),
-		"--listen-client-urls", "http://"+etcdAddr, "--advertise-client-urls", "http://"+etcdAddr,
-		"--listen-peer-urls", "http://"+peerAddr, "--initial-advertise-peer-urls", "http://"+peerAddr,
-		"--initial-cluster", "default=http://"+peerAddr,
-		"--log-level", "warn")
-	k.waitHTTP(ctx, t, "etcd", "http://"+etcdAddr+"/health")
-
-	apiAddr := freeAddr(t)
-	k.Server = "https://" + apiAddr
-	_, apiPort, _ := net.SplitHostPort(apiAddr)
-	if err := k.writeKubeconfig(); err != nil {
-		t.Fatal(err)
-	}
+	k.startAPIServer(ctx, t, cfg)
+	dir := k.Dir
 	bin := func(name string) string { return filepath.Join(cfg.BinDir, name) }
-	k.start(t, "kube-apiserver", bin("kube-apiserver"),
-		"--etcd-servers", "http://"+etcdAddr,
-		"--bind-address", "127.0.0.1", "--secure-port", apiPort,
-		"--cert-dir", filepath.Join(dir, "pki", "apiserver"),
-		"--token-auth-file", filepath.Join(dir, "tokens.csv"),
-		"--authorization-mode", "RBAC",
-		"--service-account-issuer", "https://kubernetes.default.svc",
-		"--service-account-key-file", filepath.Join(dir, "sa.key"),
-		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range", "10.0.0.0/24",
-		"--endpoint-reconciler-type", "none",
-		"--enable-priority-and-fairness=false",
-		"--profiling=false")
-	k.waitHTTP(ctx, t, "kube-apiserver", k.Server+"/readyz")
 
 	kcmAddr, schedAddr := freeAddr(t), freeAddr(t)
 	_, kcmPort, _ := net.SplitHostPort(kcmAddr)
@@ -392,9 +343,11 @@ func (k *Kubernetes) stop() {
 	k.restoreSysctls()
 	k.removeLogLinks()
 	// kubelet bind-mounts its root directory onto itself (rshared); the
-	// volumes of its pods are mounted below it.
-	if err := syscall.Unmount(filepath.Join(k.Dir, "kubelet"), syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
-		k.t.Errorf("unmount kubelet root: %v", err)
+	// volumes of its pods are mounted below it. (StartAPIServer has none.)
+	if _, err := os.Stat(filepath.Join(k.Dir, "kubelet")); err == nil {
+		if err := syscall.Unmount(filepath.Join(k.Dir, "kubelet"), syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			k.t.Errorf("unmount kubelet root: %v", err)
+		}
 	}
 	if err := os.RemoveAll(k.Dir); err != nil {
 		k.t.Errorf("remove cluster directory: %v", err)

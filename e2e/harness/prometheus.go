@@ -23,9 +23,10 @@ type Prometheus struct {
 }
 
 // StartPrometheus starts Debian's prometheus scraping target (host:port)
-// and stops it when the test ends. Without the binary the test is skipped,
-// or fails under CI.
-func StartPrometheus(t testing.TB, target string) *Prometheus {
+// under job "imagedrop", evaluating ruleFiles every 500 ms, and stops it
+// when the test ends. Without the binary the test is skipped, or fails under
+// CI.
+func StartPrometheus(t testing.TB, target string, ruleFiles ...string) *Prometheus {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -38,11 +39,13 @@ func StartPrometheus(t testing.TB, target string) *Prometheus {
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 500ms
   scrape_timeout: 400ms
+  evaluation_interval: 500ms
+rule_files: %s
 scrape_configs:
   - job_name: imagedrop
     static_configs:
       - targets: [%q]
-`, target)
+`, jsonList(ruleFiles), target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -98,41 +101,57 @@ scrape_configs:
 // Query evaluates an instant PromQL query whose result is a single sample
 // and returns its value; ok is false when the result is empty.
 func (p *Prometheus) Query(ctx context.Context, query string) (value float64, ok bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/query?query="+url.QueryEscape(query), nil)
-	if err != nil {
+	var result []struct {
+		Value [2]any `json:"value"`
+	}
+	if err := p.API(ctx, "query", url.Values{"query": {query}}, &struct {
+		Result any `json:"result"`
+	}{&result}); err != nil {
 		return 0, false, err
+	}
+	if len(result) == 0 {
+		return 0, false, nil
+	}
+	if len(result) > 1 {
+		return 0, false, fmt.Errorf("query %q: %d series, want 1", query, len(result))
+	}
+	s, _ := result[0].Value[1].(string)
+	v, err := strconv.ParseFloat(s, 64)
+	return v, true, err
+}
+
+// API calls GET /api/v1/<endpoint> with params and decodes the "data" of a
+// successful answer into data.
+func (p *Prometheus) API(ctx context.Context, endpoint string, params url.Values, data any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/"+endpoint+"?"+params.Encode(), nil)
+	if err != nil {
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, false, err
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, false, err
+		return err
 	}
-	var r struct {
+	r := struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
-		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
+		Data   any    `json:"data"`
+	}{Data: data}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return 0, false, fmt.Errorf("query %q: %w: %s", query, err, body)
+		return fmt.Errorf("%s %v: %w: %.200s", endpoint, params, err, body)
 	}
 	if r.Status != "success" {
-		return 0, false, fmt.Errorf("query %q: %s", query, r.Error)
+		return fmt.Errorf("%s %v: %s", endpoint, params, r.Error)
 	}
-	if len(r.Data.Result) == 0 {
-		return 0, false, nil
-	}
-	if len(r.Data.Result) > 1 {
-		return 0, false, fmt.Errorf("query %q: %d series, want 1", query, len(r.Data.Result))
-	}
-	s, _ := r.Data.Result[0].Value[1].(string)
-	v, err := strconv.ParseFloat(s, 64)
-	return v, true, err
+	return nil
+}
+
+// jsonList writes a list of strings as JSON, which YAML reads as a sequence.
+func jsonList(s []string) string {
+	b, _ := json.Marshal(append([]string{}, s...))
+	return string(b)
 }

@@ -1,0 +1,88 @@
+package harness
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// StartAPIServer starts etcd and kube-apiserver only, enough to create and
+// validate objects (CRDs, custom resources): no controllers, no node. They
+// are stopped when the test ends.
+func StartAPIServer(t testing.TB, cfg KubernetesConfig) *Kubernetes {
+	t.Helper()
+	k := newKubernetes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k.startAPIServer(ctx, t, cfg)
+	return k
+}
+
+// newKubernetes makes the cluster's directory and stops its components and
+// removes the directory when the test ends.
+func newKubernetes(t testing.TB) *Kubernetes {
+	t.Helper()
+	// Short: kubelet and containerd make unix sockets below it.
+	dir, err := os.MkdirTemp("", "idk8s-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &Kubernetes{Dir: dir, NodeName: strings.ToLower(host), t: t, token: randomHex(16)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range k.procs {
+				t.Logf("--- %s log (tail) ---\n%s", p.name, tail(p.log, 60))
+			}
+		}
+		k.stop()
+	})
+	return k
+}
+
+// startAPIServer starts etcd and kube-apiserver and writes the admin
+// kubeconfig.
+func (k *Kubernetes) startAPIServer(ctx context.Context, t testing.TB, cfg KubernetesConfig) {
+	t.Helper()
+	dir := k.Dir
+	if err := k.writeFiles(); err != nil {
+		t.Fatal(err)
+	}
+	etcdAddr, peerAddr := freeAddr(t), freeAddr(t)
+	k.start(t, "etcd", cfg.Etcd,
+		"--name", "default",
+		"--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", "http://"+etcdAddr, "--advertise-client-urls", "http://"+etcdAddr,
+		"--listen-peer-urls", "http://"+peerAddr, "--initial-advertise-peer-urls", "http://"+peerAddr,
+		"--initial-cluster", "default=http://"+peerAddr,
+		"--log-level", "warn")
+	k.waitHTTP(ctx, t, "etcd", "http://"+etcdAddr+"/health")
+
+	apiAddr := freeAddr(t)
+	k.Server = "https://" + apiAddr
+	_, apiPort, _ := net.SplitHostPort(apiAddr)
+	if err := k.writeKubeconfig(); err != nil {
+		t.Fatal(err)
+	}
+	k.start(t, "kube-apiserver", filepath.Join(cfg.BinDir, "kube-apiserver"),
+		"--etcd-servers", "http://"+etcdAddr,
+		"--bind-address", "127.0.0.1", "--secure-port", apiPort,
+		"--cert-dir", filepath.Join(dir, "pki", "apiserver"),
+		"--token-auth-file", filepath.Join(dir, "tokens.csv"),
+		"--authorization-mode", "RBAC",
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", filepath.Join(dir, "sa.key"),
+		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
+		"--service-cluster-ip-range", "10.0.0.0/24",
+		"--endpoint-reconciler-type", "none",
+		"--enable-priority-and-fairness=false",
+		"--profiling=false")
+	k.waitHTTP(ctx, t, "kube-apiserver", k.Server+"/readyz")
+}
