@@ -21,10 +21,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// leaseExpiry bounds how long the content of an interrupted import survives
-// if imagedrop dies before releasing its lease.
-const leaseExpiry = 24 * time.Hour
-
 // ImportArchive streams the archive at path into containerd and creates,
 // labels, retags and unpacks the images it names. The file is only read.
 //
@@ -53,6 +49,14 @@ func (im *Importer) importArchive(ctx context.Context, root, path string) (res R
 		return res, ErrEmpty
 	}
 
+	im.cleanupFirst(ctx)
+	ctx, stopGuard, spaceCause, err := im.guardSpace(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer stopGuard()
+	defer func() { err = spaceCause(err) }()
+
 	ctx, hold, release, err := im.lease(ctx)
 	if err != nil {
 		return res, err
@@ -62,6 +66,7 @@ func (im *Importer) importArchive(ctx context.Context, root, path string) (res R
 	read := &byteCounter{obs: im.obs}
 	stop := im.logProgress(path, st.Size(), read)
 	defer stop()
+	defer func() { res.BytesRead, res.BytesDecompressed = read.n.Load(), read.out.Load() }()
 
 	in := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold}
 	index, compression, err := im.readArchive(ctx, in, f, st, read)
@@ -69,7 +74,6 @@ func (im *Importer) importArchive(ctx context.Context, root, path string) (res R
 	if err != nil {
 		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
 	}
-	res.BytesRead = read.n.Load()
 
 	found, skipped, err := im.collectImages(ctx, index)
 	if err != nil {
@@ -107,11 +111,16 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 			// The headers and padding were sought over rather than read, but
 			// the whole file was gone through: count it all.
 			read.add(st.Size() - read.n.Load())
+			read.out.Store(read.n.Load())
 			return index, c, err
 		}
 	}
 
-	tr, c, closeDecoder, err := decompress(&countingReader{r: f, c: read}, DecompressOptions{ZstdMaxWindow: im.cfg.ZstdMaxWindow})
+	tr, c, closeDecoder, err := decompress(&countingReader{r: f, c: read}, DecompressOptions{
+		ZstdMaxWindow: im.cfg.ZstdMaxWindow,
+		Limit:         ExpansionLimit{Ratio: im.cfg.MaxExpansion, Floor: im.cfg.MaxExpansionFloor, CompressedSize: st.Size()},
+		Written:       &read.out,
+	})
 	if err != nil {
 		return nil, c, err
 	}
@@ -136,7 +145,7 @@ func describeReadError(err error, c Compression, zstdWindow uint64) error {
 		return fmt.Errorf("zstd window larger than the %d MiB allowed (raise --zstd-max-window): %w", zstdWindow>>20, err)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("archive is truncated (%s): %w", c, err)
-	case errors.Is(err, errNoManifest):
+	case errors.Is(err, errNoManifest), errors.Is(err, ErrExpansion):
 		return err
 	}
 	return fmt.Errorf("read %s archive: %w", c, err)
@@ -245,12 +254,14 @@ func dedupeImages(in []images.Image) []images.Image {
 
 // lease returns ctx with a new lease that holds everything the import
 // writes until it ends, a func that adds a blob to it explicitly, and the
-// func that releases it. After a failure the release waits for garbage
-// collection, so nothing of the file is left.
+// func that releases it. After a failure the release aborts the lease's
+// ingests, removes its unpack snapshots and waits for garbage collection,
+// so nothing of the file is left; a lease that cannot be released then is
+// kept for the next Cleanup.
 func (im *Importer) lease(ctx context.Context) (context.Context, func(context.Context, digest.Digest) error, func(failed bool), error) {
 	ctx = im.nsContext(ctx)
 	ls := im.client.LeasesService()
-	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseExpiry))
+	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseExpiry), leases.WithLabels(im.leaseLabels()))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("create lease: %w", err)
 	}
@@ -261,21 +272,28 @@ func (im *Importer) lease(ctx context.Context) (context.Context, func(context.Co
 		return nil
 	}
 	release := func(failed bool) {
-		var opts []leases.DeleteOpt
+		ctx := context.WithoutCancel(ctx)
+		var err error
 		if failed {
-			opts = append(opts, leases.SynchronousDelete)
+			err = im.releaseFailed(ctx, l)
+		} else {
+			err = ls.Delete(ctx, l)
 		}
-		if err := ls.Delete(context.WithoutCancel(ctx), l, opts...); err != nil {
+		if err != nil {
+			// containerd is away, most likely: the next import, or the
+			// next imagedrop, releases it.
+			im.keepForRelease(l)
 			im.log.Warn("lease_release_failed", "lease", l.ID, "err", err)
 		}
 	}
 	return leases.WithLease(ctx, l.ID), hold, release, nil
 }
 
-// byteCounter counts the bytes read from an archive file and reports them
-// as they go.
+// byteCounter counts the bytes read from an archive file, and reports them
+// as they go, and the bytes they decompressed to.
 type byteCounter struct {
 	n   atomic.Int64
+	out atomic.Int64
 	obs Observer
 }
 
@@ -326,10 +344,11 @@ func (im *Importer) logProgress(path string, size int64, read *byteCounter) func
 			case <-stop:
 				return
 			case <-t.C:
-				n := read.n.Load()
+				n, out := read.n.Load(), read.out.Load()
 				elapsed := time.Since(start).Seconds()
 				im.log.Info("import_progress", "path", path, "bytes_read", n, "size", size,
-					"percent", int(100*n/max(size, 1)), "rate_mib_per_second", float64(n)/(1<<20)/elapsed)
+					"percent", int(100*n/max(size, 1)), "rate_mib_per_second", float64(n)/(1<<20)/elapsed,
+					"bytes_decompressed", out, "decompressed_mib_per_second", float64(out)/(1<<20)/elapsed)
 			}
 		}
 	}()

@@ -184,7 +184,8 @@ func TestImportFormats(t *testing.T) {
 			want := harness.NewImage("example.com/formats/"+strings.ToLower(strings.ReplaceAll(tt.file, ".", "-"))+":v1", node,
 				map[string]string{"etc/hello": "hello " + tt.file},
 				map[string]string{"bin/app": strings.Repeat("x", 100000)})
-			data, err := harness.Compress(harness.DockerSaveBytes(want), tt.compression)
+			plain := harness.DockerSaveBytes(want)
+			data, err := harness.Compress(plain, tt.compression)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,6 +200,9 @@ func TestImportFormats(t *testing.T) {
 			}
 			if res.BytesRead != int64(len(data)) {
 				t.Errorf("bytes read = %d, want %d", res.BytesRead, len(data))
+			}
+			if res.BytesDecompressed != int64(len(plain)) {
+				t.Errorf("bytes decompressed = %d, want %d", res.BytesDecompressed, len(plain))
 			}
 			if !slices.Equal(res.Images, []string{want.Name}) {
 				t.Errorf("images = %v, want [%s]", res.Images, want.Name)
@@ -529,7 +533,7 @@ func TestImportLogsProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := logs.String()
-	if !containsAll(out, "msg=import_progress", "path="+path, "bytes_read=", "rate_mib_per_second=") {
+	if !containsAll(out, "msg=import_progress", "path="+path, "bytes_read=", "rate_mib_per_second=", "bytes_decompressed=", "decompressed_mib_per_second=") {
 		t.Errorf("no progress line in the logs:\n%s", out)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -71,12 +73,72 @@ func isTar(head []byte) bool {
 	return len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar"))
 }
 
-// DecompressOptions bound the memory a decompressor may use.
+// DecompressOptions bound the memory a decompressor may use and the bytes
+// it may produce.
 type DecompressOptions struct {
 	// ZstdMaxWindow is the largest zstd window accepted, in bytes. Frames made
 	// with `zstd --long=27` need 128 MiB.
 	ZstdMaxWindow uint64
+	// Limit describes the most bytes a compressed stream may decompress to;
+	// its Max of 0 means no limit.
+	Limit ExpansionLimit
+	// Written, if set, counts the decompressed bytes as they are produced.
+	Written *atomic.Int64
 }
+
+// ExpansionLimit is the limit on what one compressed file may decompress to:
+// max(Ratio × its compressed size, Floor), as Max gives it.
+type ExpansionLimit struct {
+	Ratio          uint64
+	Floor          uint64
+	CompressedSize int64
+}
+
+// Max is the most bytes the file may decompress to; 0 means no limit.
+func (l ExpansionLimit) Max() int64 {
+	if l.Ratio == 0 {
+		return 0
+	}
+	size := uint64(max(l.CompressedSize, 0))
+	if size > math.MaxInt64/l.Ratio {
+		return math.MaxInt64
+	}
+	return int64(min(max(l.Ratio*size, l.Floor), math.MaxInt64))
+}
+
+// limitedReader fails with a permanent error once r has produced more than
+// the limit's Max bytes, and counts what it produced in written.
+type limitedReader struct {
+	r       io.Reader
+	limit   ExpansionLimit
+	max     int64
+	n       int64
+	written *atomic.Int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.max > 0 && l.n > l.max {
+		return 0, l.err()
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.written != nil {
+		l.written.Add(int64(n))
+	}
+	if l.max > 0 && l.n > l.max {
+		return n, l.err()
+	}
+	return n, err
+}
+
+func (l *limitedReader) err() error {
+	return invalid(fmt.Errorf("%w: more than %d bytes from %d compressed (--max-expansion %d times the compressed size, at least --max-expansion-floor %d bytes)",
+		ErrExpansion, l.max, l.limit.CompressedSize, l.limit.Ratio, l.limit.Floor))
+}
+
+// ErrExpansion is returned for a compressed file that decompresses to more
+// than its ExpansionLimit allows (a decompression bomb).
+var ErrExpansion = errors.New("archive decompresses to more than the limit")
 
 // decompress returns the tar stream inside r and the compression it found.
 // A compressed stream is decompressed in a goroutine of its own, ahead of
@@ -99,6 +161,9 @@ func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, fu
 	)
 	switch c {
 	case CompressionNone:
+		if opts.Written != nil {
+			return &limitedReader{r: br, written: opts.Written}, c, done, nil
+		}
 		return br, c, done, nil
 	case CompressionGzip:
 		zr, err := gzip.NewReader(br)
@@ -123,6 +188,7 @@ func decompress(r io.Reader, opts DecompressOptions) (io.Reader, Compression, fu
 	case CompressionBzip2:
 		dr = bzip2.NewReader(br)
 	}
+	dr = &limitedReader{r: dr, limit: opts.Limit, max: opts.Limit.Max(), written: opts.Written}
 	ra := newReadAhead(dr, readAheadChunk, readAheadDepth)
 	return ra, c, func() { ra.Close(); done() }, nil
 }

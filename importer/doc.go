@@ -26,6 +26,9 @@
 //	                    service, writes in flight, and the chunks they use
 //	writecodec.go       blob writes encoded without copying their data
 //	images.go           creating, labelling, retagging, unpacking images
+//	space.go            the free-space guard of containerd's root
+//	cleanup.go          the labels of import leases; releasing those an
+//	                    earlier process, or a failed release, left
 //
 // And an image list:
 //

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -47,6 +49,15 @@ type Config struct {
 	Platform string
 	// ZstdMaxWindow caps the memory a zstd frame may ask for, in bytes.
 	ZstdMaxWindow uint64
+	// MaxExpansion and MaxExpansionFloor bound the bytes one compressed
+	// file may decompress to: max(MaxExpansion × its size, MaxExpansionFloor).
+	MaxExpansion      uint64
+	MaxExpansionFloor uint64
+	// ContainerdRoot is containerd's root directory; an import stops rather
+	// than take the free space of its filesystem below MinFreeSpace. Empty,
+	// or a path that does not exist, turns the check off.
+	ContainerdRoot string
+	MinFreeSpace   MinFree
 	// ProgressInterval is how often a long import logs its progress.
 	ProgressInterval time.Duration
 
@@ -79,16 +90,22 @@ type Config struct {
 // DefaultConfig returns the defaults of a node daemon.
 func DefaultConfig() Config {
 	return Config{
-		Namespace:        "k8s.io",
-		Pin:              true,
-		Unpack:           true,
-		Snapshotter:      "overlayfs",
-		ZstdMaxWindow:    512 << 20,
-		ProgressInterval: 10 * time.Second,
-		PullConcurrency:  3,
-		PullTimeout:      30 * time.Minute,
-		PullRetries:      4,
-		PullBackoff:      time.Second,
+		Namespace:     "k8s.io",
+		Pin:           true,
+		Unpack:        true,
+		Snapshotter:   "overlayfs",
+		ZstdMaxWindow: 512 << 20,
+		MaxExpansion:  100,
+		// MaxExpansionFloor: 1GiB, so small archives of sparse or zero-filled
+		// layers still import.
+		MaxExpansionFloor: 1 << 30,
+		ContainerdRoot:    "/var/lib/containerd",
+		MinFreeSpace:      MinFree{Percent: 15},
+		ProgressInterval:  10 * time.Second,
+		PullConcurrency:   3,
+		PullTimeout:       30 * time.Minute,
+		PullRetries:       4,
+		PullBackoff:       time.Second,
 
 		MaxListReferences: 1000,
 		MaxListSize:       1 << 20,
@@ -120,6 +137,12 @@ func (c Config) Validate() error {
 	}
 	if c.ZstdMaxWindow < 1<<20 {
 		return fmt.Errorf("zstd max window %d is below 1 MiB", c.ZstdMaxWindow)
+	}
+	if c.MaxExpansion < 1 {
+		return errors.New("max expansion must be at least 1")
+	}
+	if c.MinFreeSpace.Percent < 0 || c.MinFreeSpace.Percent >= 100 {
+		return fmt.Errorf("min free space %g%%: want 0 to 100%%", c.MinFreeSpace.Percent)
 	}
 	if c.ProgressInterval <= 0 {
 		return errors.New("progress interval must be positive")
@@ -203,6 +226,8 @@ type Importer struct {
 	obs      Observer
 	backoff  func(n int) time.Duration // delay before retry n of a pull
 	platform platforms.MatchComparer
+	instance string    // labels this Importer's leases (cleanup.go)
+	left     leftovers // what is left to release
 }
 
 // Option changes an Importer built by New.
@@ -234,7 +259,12 @@ func New(client *containerd.Client, cfg Config, log *slog.Logger, opts ...Option
 		}
 		platform = platforms.Only(p)
 	}
-	im := &Importer{client: client, cfg: cfg, log: log, obs: nopObserver{}, platform: platform}
+	im := &Importer{client: client, cfg: cfg, log: log, obs: nopObserver{}, platform: platform, instance: newInstance()}
+	if cfg.ContainerdRoot != "" {
+		if _, err := os.Stat(cfg.ContainerdRoot); errors.Is(err, fs.ErrNotExist) {
+			log.Warn("free_space_check_off", "containerd_root", cfg.ContainerdRoot, "err", err)
+		}
+	}
 	if client != nil { // nil only in tests of what needs no containerd
 		conn, ok := client.Conn().(grpc.ClientConnInterface)
 		if !ok {
@@ -257,6 +287,9 @@ type Result struct {
 	Images []string `json:"images"`
 	// BytesRead counts the bytes read from the file as stored (compressed).
 	BytesRead int64 `json:"bytes_read"`
+	// BytesDecompressed counts the bytes they decompressed to (for an
+	// uncompressed archive, BytesRead).
+	BytesDecompressed int64 `json:"bytes_decompressed,omitempty"`
 	// Unpacked counts the images unpacked for the node's platform.
 	Unpacked int `json:"unpacked,omitempty"`
 	// SkippedPlatforms counts manifests whose content was not in the archive.

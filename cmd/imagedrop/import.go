@@ -81,6 +81,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
+	cleanup(ctx, im, log)
+
 	paths := cfg.files
 	outcomes := importAll(ctx, im, paths, cfg.workers)
 	failed := 0

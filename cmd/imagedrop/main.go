@@ -115,6 +115,10 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.importer.Snapshotter, "snapshotter", c.importer.Snapshotter, "snapshotter to unpack into")
 	fs.StringVar(&c.importer.Platform, "platform", "", "platform to unpack (default: the node's)")
 	fs.Var(sizeFlag{&c.importer.ZstdMaxWindow}, "zstd-max-window", "largest zstd window accepted (memory cap), e.g. 128Mi or 512MiB")
+	fs.Uint64Var(&c.importer.MaxExpansion, "max-expansion", c.importer.MaxExpansion, "a compressed file may decompress to this many times its size (or --max-expansion-floor, if more)")
+	fs.Var(sizeFlag{&c.importer.MaxExpansionFloor}, "max-expansion-floor", "a compressed file may always decompress to this much, e.g. 1GiB")
+	fs.StringVar(&c.importer.ContainerdRoot, "containerd-root", c.importer.ContainerdRoot, "containerd's root directory, whose filesystem's free space imports keep above --min-free-space (a path that does not exist turns the check off)")
+	fs.Var(minFreeFlag{&c.importer.MinFreeSpace}, "min-free-space", "free space imports leave on --containerd-root's filesystem: a percentage (15%) or a size (20Gi)")
 	fs.IntVar(&c.importer.PullConcurrency, "pull-concurrency", c.importer.PullConcurrency, "references of one image list pulled at once")
 	fs.DurationVar(&c.importer.PullTimeout, "pull-timeout", c.importer.PullTimeout, "time allowed to pull one listed reference, retries included")
 	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
@@ -187,6 +191,16 @@ func (c *commonConfig) connect(ctx context.Context) (*containerd.Client, error) 
 		return nil, fmt.Errorf("containerd at %s does not answer: %w", c.containerdAddress, err)
 	}
 	return client, nil
+}
+
+// cleanup releases what an earlier imagedrop left in containerd (cleanup.go
+// of the importer); a failure is logged, and retried before each import.
+func cleanup(ctx context.Context, im *importer.Importer, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := im.Cleanup(ctx); err != nil {
+		log.Warn("cleanup_failed", "err", err)
+	}
 }
 
 // newFlagSet returns a flag set whose usage names the command.

@@ -32,8 +32,9 @@ type Containerd struct {
 	Version string // "1.6.20~ds1", "v2.4.2"
 	Major   int    // 1 or 2
 
-	cmd    *exec.Cmd
-	exited chan error
+	bin, config string // what launch runs
+	cmd         *exec.Cmd
+	exited      chan error
 }
 
 // StartContainerd starts the containerd binary bin and waits until it answers.
@@ -66,7 +67,7 @@ func StartContainerdIn(ctx context.Context, bin, parent string) (*Containerd, er
 	if err != nil {
 		return nil, err
 	}
-	c := &Containerd{Address: filepath.Join(dir, "containerd.sock"), Debug: filepath.Join(dir, "debug.sock"), Dir: dir, Version: version, Major: major, exited: make(chan error, 1)}
+	c := &Containerd{Address: filepath.Join(dir, "containerd.sock"), Debug: filepath.Join(dir, "debug.sock"), Dir: dir, Version: version, Major: major}
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		return nil, err
 	}
@@ -74,27 +75,55 @@ func StartContainerdIn(ctx context.Context, bin, parent string) (*Containerd, er
 	if err := os.WriteFile(cfg, []byte(containerdConfig(dir, major)), 0o644); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
+	c.bin, c.config = path, cfg
+	if err := c.launch(ctx); err != nil {
+		_ = c.Stop()
 		return nil, err
+	}
+	return c, nil
+}
+
+// launch starts containerd in c's directory, its log appended to, and waits
+// until it answers.
+func (c *Containerd) launch(ctx context.Context) error {
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
 	defer logf.Close()
 
-	cmd := exec.Command(path, "--config", cfg)
+	cmd := exec.Command(c.bin, "--config", c.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The shim of the same build comes first, so containers can run too.
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(path)+":"+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(c.bin)+":"+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.exited = make(chan error, 1)
 	if err := startTied(cmd, c.exited); err != nil {
-		return nil, fmt.Errorf("start containerd: %w", err)
+		return fmt.Errorf("start containerd: %w", err)
 	}
 	c.cmd = cmd
-
 	if err := c.waitReady(ctx, 30*time.Second); err != nil {
-		_ = c.Stop()
-		return nil, fmt.Errorf("%w\n--- containerd log ---\n%s", err, c.Logs())
+		return fmt.Errorf("%w\n--- containerd log ---\n%s", err, c.Logs())
 	}
-	return c, nil
+	return nil
+}
+
+// Kill SIGKILLs containerd (its process group) and waits for it to exit;
+// its directory stays, so Restart picks up its state as a node's containerd
+// would after a crash.
+func (c *Containerd) Kill() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	err := <-c.exited
+	c.exited <- err // for Stop, or another Kill
+}
+
+// Restart starts containerd again in its directory after Kill, at the same
+// socket, and waits until it answers.
+func (c *Containerd) Restart(ctx context.Context) error {
+	return c.launch(ctx)
 }
 
 func (c *Containerd) waitReady(ctx context.Context, timeout time.Duration) error {
