@@ -28,11 +28,13 @@ import (
 // ends, so a failed import leaves nothing behind for the garbage collector
 // to keep; images are created only once the whole archive has been read.
 func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result, err error) {
-	return im.importArchive(ctx, "", path)
+	return im.importArchive(ctx, Input{Path: path})
 }
 
-// importArchive is ImportArchive of a file found in root (see openInput).
-func (im *Importer) importArchive(ctx context.Context, root, path string) (res Result, err error) {
+// importArchive is ImportArchive of a file found in in.Root (see
+// openInput), reporting its progress.
+func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, err error) {
+	root, path := src.Root, src.Path
 	res = Result{Path: path, Kind: KindArchive}
 	defer func() {
 		if err != nil {
@@ -63,13 +65,13 @@ func (im *Importer) importArchive(ctx context.Context, root, path string) (res R
 	}
 	defer func() { release(err != nil) }()
 
-	read := &byteCounter{obs: im.obs}
+	read := &byteCounter{obs: im.obs, progress: src.Progress}
 	stop := im.logProgress(path, st.Size(), read)
 	defer stop()
 	defer func() { res.BytesRead, res.BytesDecompressed = read.n.Load(), read.out.Load() }()
 
-	in := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold}
-	index, compression, err := im.readArchive(ctx, in, f, st, read)
+	ing := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold}
+	index, compression, err := im.readArchive(ctx, ing, f, st, read)
 	res.Compression = compression
 	if err != nil {
 		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
@@ -292,15 +294,19 @@ func (im *Importer) lease(ctx context.Context) (context.Context, func(context.Co
 // byteCounter counts the bytes read from an archive file, and reports them
 // as they go, and the bytes they decompressed to.
 type byteCounter struct {
-	n   atomic.Int64
-	out atomic.Int64
-	obs Observer
+	n        atomic.Int64
+	out      atomic.Int64
+	obs      Observer
+	progress func() // Input.Progress, or nil
 }
 
 func (c *byteCounter) add(n int64) {
 	if n > 0 {
 		c.n.Add(n)
 		c.obs.BytesRead(n)
+		if c.progress != nil {
+			c.progress()
+		}
 	}
 }
 

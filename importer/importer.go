@@ -311,23 +311,23 @@ type ReferenceCounts struct {
 	Failed  int `json:"failed"`
 }
 
-// Process imports the file at path according to its kind. A root that is
-// not empty is the images directory path was found in, whose content is
+// Process imports the file in according to its kind. A Root that is not
+// empty is the images directory the file was found in, whose content is
 // untrusted: only a regular file is read, a symlink only if it resolves
-// inside root, and a hard-linked file not at all (see openInput). With
-// root empty the file is read as named, if it is a regular file. The error
-// is at most Config.MaxErrorLength bytes long.
-func (im *Importer) Process(ctx context.Context, root, path string) (Result, error) {
-	kind, ok := KindOf(path)
+// inside Root, and a hard-linked file not at all (see openInput). With Root
+// empty the file is read as named, if it is a regular file. The error is at
+// most Config.MaxErrorLength bytes long.
+func (im *Importer) Process(ctx context.Context, in Input) (Result, error) {
+	kind, ok := KindOf(in.Path)
 	if !ok {
-		return Result{Path: path}, invalid(fmt.Errorf("%s: unsupported file name (want %s)", path, suffixList()))
+		return Result{Path: in.Path}, invalid(fmt.Errorf("%s: unsupported file name (want %s)", in.Path, suffixList()))
 	}
 	var res Result
 	var err error
 	if kind == KindList {
-		res, err = im.importList(ctx, root, path)
+		res, err = im.importList(ctx, in)
 	} else {
-		res, err = im.importArchive(ctx, root, path)
+		res, err = im.importArchive(ctx, in)
 	}
 	return res, shorten(err, im.cfg.MaxErrorLength)
 }

@@ -73,11 +73,13 @@ var _ criImages = (runtimeapi.ImageServiceClient)(nil)
 // ErrReferencesFailed) names each with its line; the references that
 // succeeded stay pulled and pinned, and res describes them all.
 func (im *Importer) ImportList(ctx context.Context, path string) (res Result, err error) {
-	return im.importList(ctx, "", path)
+	return im.importList(ctx, Input{Path: path})
 }
 
-// importList is ImportList of a file found in root (see openInput).
-func (im *Importer) importList(ctx context.Context, root, path string) (res Result, err error) {
+// importList is ImportList of a file found in in.Root (see openInput),
+// reporting its progress.
+func (im *Importer) importList(ctx context.Context, in Input) (res Result, err error) {
+	root, path := in.Root, in.Path
 	res = Result{Path: path, Kind: KindList}
 	defer func() {
 		if err != nil {
@@ -101,7 +103,9 @@ func (im *Importer) importList(ctx context.Context, root, path string) (res Resu
 	cri := runtimeapi.NewImageServiceClient(im.conn)
 
 	source := filepath.Base(path)
-	refs, names := im.pullEntries(ctx, cri, auth, list.Entries, source)
+	p, stop := newPulse(in.Progress, pulseEvery, im.cfg.PullTimeout)
+	defer stop()
+	refs, names := im.pullEntries(ctx, cri, auth, list.Entries, source, p)
 	for _, inv := range list.Invalid {
 		refs = append(refs, ReferenceResult{Line: inv.Line, Reference: excerpt(inv.Text), Outcome: OutcomeFailure,
 			Error: fmt.Sprintf("invalid reference %s: %v", excerpt(inv.Text), inv.Err)})
@@ -178,7 +182,7 @@ func sampleReferences(refs []ReferenceResult, n int) (*ReferenceCounts, []Refere
 // Config.PullConcurrency at once, and returns the result of each and the
 // image names each produced, in the order of entries. Once ctx is done, the
 // references not yet started fail with its error.
-func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAuth, entries []ListEntry, source string) ([]ReferenceResult, [][]string) {
+func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAuth, entries []ListEntry, source string, p *pulse) ([]ReferenceResult, [][]string) {
 	refs := make([]ReferenceResult, len(entries))
 	names := make([][]string, len(entries))
 	sem := make(chan struct{}, im.cfg.PullConcurrency)
@@ -193,7 +197,9 @@ func (im *Importer) pullEntries(ctx context.Context, cri criImages, auth pullAut
 		wg.Go(func() {
 			log := im.log.With("list", source, "line", e.Line, "reference", e.Reference)
 			start := time.Now()
+			p.mark()
 			rr := im.pullReference(ctx, cri, auth, e, log)
+			p.mark()
 			<-sem // the CRI is done: the next pull starts while this one is labelled
 			if rr.Outcome != OutcomeFailure {
 				rr, names[i] = im.labelPulled(ctx, rr, e, source)

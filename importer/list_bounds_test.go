@@ -69,7 +69,7 @@ func TestListOverReferenceCap(t *testing.T) {
 		fmt.Fprintf(&b, "%s/r%d\n", e.prefix, i)
 	}
 	p := e.write("huge.txt", b.String())
-	res, err := e.importer().Process(e.ctx(), e.dir, p)
+	res, err := e.importer().Process(e.ctx(), importer.Input{Root: e.dir, Path: p})
 	if !errors.Is(err, importer.ErrTooManyReferences) || !importer.IsPermanent(err) {
 		t.Fatalf("error = %v, want permanent %v", err, importer.ErrTooManyReferences)
 	}
@@ -86,7 +86,7 @@ func TestListOverReferenceCap(t *testing.T) {
 func TestListOverSizeCap(t *testing.T) {
 	e := newListEnv(t)
 	p := e.write("big.txt", strings.Repeat("# padding\n", 2000))
-	_, err := e.importer(func(c *importer.Config) { c.MaxListSize = 4096 }).Process(e.ctx(), e.dir, p)
+	_, err := e.importer(func(c *importer.Config) { c.MaxListSize = 4096 }).Process(e.ctx(), importer.Input{Root: e.dir, Path: p})
 	if !importer.IsPermanent(err) || !strings.Contains(err.Error(), "list of 20000 bytes is over --max-list-size (4096 bytes)") {
 		t.Errorf("error = %v, want a permanent error naming --max-list-size", err)
 	}
@@ -102,7 +102,7 @@ func TestListResultBounded(t *testing.T) {
 		fmt.Fprintf(&b, "%s/%s/absent-%d:1\n", e.reg.Host, e.prefix, i)
 	}
 	p := e.write("absent.txt", b.String())
-	res, err := e.importer().Process(e.ctx(), e.dir, p)
+	res, err := e.importer().Process(e.ctx(), importer.Input{Root: e.dir, Path: p})
 	if !errors.Is(err, importer.ErrReferencesFailed) {
 		t.Fatalf("error = %v, want %v", err, importer.ErrReferencesFailed)
 	}

@@ -457,7 +457,7 @@ func TestImportListBadFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := tt.im.Process(context.Background(), dir, tt.path)
+			res, err := tt.im.Process(context.Background(), importer.Input{Root: dir, Path: tt.path})
 			if err == nil || !strings.Contains(err.Error(), tt.path) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want it to name %s and say %q", err, tt.path, tt.wantErr)
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -79,12 +80,17 @@ func process(t *testing.T, im *importer.Importer, root, path string) (importer.R
 		err error
 	}
 	done := make(chan result, 1)
+	var progress atomic.Int64
 	go func() {
-		res, err := im.Process(context.Background(), root, path)
+		in := importer.Input{Root: root, Path: path, Progress: func() { progress.Add(1) }}
+		res, err := im.Process(context.Background(), in)
 		done <- result{res, err}
 	}()
 	select {
 	case r := <-done:
+		if r.err == nil && r.res.BytesRead > 0 && progress.Load() == 0 {
+			t.Errorf("Process(%s) read %d bytes and never called Progress", path, r.res.BytesRead)
+		}
 		return r.res, r.err
 	case <-time.After(time.Minute):
 		t.Fatalf("Process(%s) still blocked after a minute", path)

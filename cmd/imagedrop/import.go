@@ -127,7 +127,7 @@ func importAll(ctx context.Context, im *importer.Importer, paths []string, worke
 		go func() {
 			for i := range next {
 				start := time.Now()
-				res, err := im.Process(ctx, "", paths[i])
+				res, err := im.Process(ctx, importer.Input{Path: paths[i]})
 				outcomes[i] <- outcome{res: res, err: err, took: time.Since(start)}
 			}
 		}()

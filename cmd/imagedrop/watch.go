@@ -133,7 +133,7 @@ var (
 type processor struct{ im *importer.Importer }
 
 func (p processor) Process(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
-	res, err := p.im.Process(ctx, f.Root, f.Path)
+	res, err := p.im.Process(ctx, importer.Input{Root: f.Root, Path: f.Path, Progress: f.Progress})
 	return watcher.Outcome{Images: res.Images, Bytes: res.BytesRead, Detail: res}, err
 }
 
