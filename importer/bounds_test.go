@@ -250,3 +250,73 @@ func (e *env) leaseUpload(ctx context.Context, ref string) {
 		e.t.Fatal(err)
 	}
 }
+
+// TestCleanupSparesLiveProcesses: the Cleanup of one imagedrop process
+// releases the import leases of a process that is gone, but not those of
+// one that is alive (holds its presence) in the same namespace, until that
+// one stops.
+func TestCleanupSparesLiveProcesses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := e.ctx()
+	ls := e.client.LeasesService()
+	live, stop := context.WithCancel(context.Background())
+	lived := make(chan error, 1)
+	go func() { lived <- e.importer().Live(live) }()
+	var instance string
+	deadline := time.Now().Add(30 * time.Second)
+	for instance == "" {
+		all, err := ls.List(ctx, `labels."imagedrop.io/alive"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) > 0 {
+			instance = all[0].Labels["imagedrop.io/alive"]
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no presence lease of the live importer")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	importLease := func(owner string) leases.Lease {
+		l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(time.Hour),
+			leases.WithLabels(map[string]string{importer.LabelLease: "import", "imagedrop.io/instance": owner}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	running, dead := importLease(instance), importLease("gone-process")
+	ids := func() []string {
+		all, err := ls.List(ctx, `labels."imagedrop.io/lease"==import`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range all {
+			out = append(out, l.ID)
+		}
+		return out
+	}
+
+	other := e.importer()
+	if err := other.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); len(got) != 1 || got[0] != running.ID {
+		t.Errorf("import leases after Cleanup = %v, want only the live process's %s (the dead one's %s released)", got, running.ID, dead.ID)
+	}
+	stop()
+	if err := <-lived; err != nil {
+		t.Fatalf("Live: %v", err)
+	}
+	if all, _ := ls.List(ctx, `labels."imagedrop.io/alive"`); len(all) != 0 {
+		t.Errorf("presence leases after Live returned: %v, want none", all)
+	}
+	if err := other.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(); len(got) != 0 {
+		t.Errorf("import leases after the live process stopped and Cleanup ran again = %v, want none", got)
+	}
+}
