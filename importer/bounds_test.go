@@ -168,6 +168,7 @@ func (c *cancelOnRead) BytesRead(n int64) {
 func (*cancelOnRead) ImagesImported(int)                {}
 func (*cancelOnRead) Retagged(string)                   {}
 func (*cancelOnRead) ImagePulled(string, time.Duration) {}
+func (*cancelOnRead) Refused(string)                    {}
 
 func TestImportCancelledCleansUp(t *testing.T) {
 	t.Parallel()

@@ -36,3 +36,34 @@ func IsPermanent(err error) bool {
 	var p interface{ Permanent() bool }
 	return errors.As(err, &p) && p.Permanent()
 }
+
+// Reasons a file is refused by a bound of the node's resources, as passed to
+// Observer.Refused.
+const (
+	RefusedFreeSpace        = "free_space"        // it would take free space below --min-free-space
+	RefusedDecompressedSize = "decompressed_size" // it decompresses to more than --max-expansion allows
+	RefusedListSize         = "list_size"         // a list over --max-list-size
+	RefusedListReferences   = "list_references"   // a list over --max-list-references
+)
+
+// RefusalReasons returns every reason Observer.Refused is told.
+func RefusalReasons() []string {
+	return []string{RefusedFreeSpace, RefusedDecompressedSize, RefusedListSize, RefusedListReferences}
+}
+
+// refusal returns why err refused a file by a bound, or "".
+func refusal(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrLowSpace):
+		return RefusedFreeSpace
+	case errors.Is(err, ErrExpansion):
+		return RefusedDecompressedSize
+	case errors.Is(err, ErrListTooLarge):
+		return RefusedListSize
+	case errors.Is(err, ErrTooManyReferences):
+		return RefusedListReferences
+	}
+	return ""
+}

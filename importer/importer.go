@@ -208,6 +208,8 @@ type Observer interface {
 	// ImagePulled reports one reference of a list: OutcomePulled,
 	// OutcomePresent or OutcomeFailure.
 	ImagePulled(result string, d time.Duration)
+	// Refused reports a file refused by a bound: one of RefusalReasons.
+	Refused(reason string)
 }
 
 type nopObserver struct{}
@@ -216,6 +218,7 @@ func (nopObserver) BytesRead(int64)                   {}
 func (nopObserver) ImagesImported(int)                {}
 func (nopObserver) Retagged(string)                   {}
 func (nopObserver) ImagePulled(string, time.Duration) {}
+func (nopObserver) Refused(string)                    {}
 
 // Importer imports archives and lists into one containerd namespace.
 type Importer struct {
@@ -328,6 +331,9 @@ func (im *Importer) Process(ctx context.Context, in Input) (Result, error) {
 		res, err = im.importList(ctx, in)
 	} else {
 		res, err = im.importArchive(ctx, in)
+	}
+	if reason := refusal(err); reason != "" {
+		im.obs.Refused(reason)
 	}
 	return res, shorten(err, im.cfg.MaxErrorLength)
 }

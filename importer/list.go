@@ -132,14 +132,14 @@ func (im *Importer) readList(root, path string) (List, int64, error) {
 	defer f.Close()
 	limit := int64(im.cfg.MaxListSize)
 	if st.Size() > limit {
-		return List{}, 0, invalid(fmt.Errorf("list of %d bytes is over --max-list-size (%d bytes)", st.Size(), limit))
+		return List{}, 0, invalid(fmt.Errorf("%w: %d bytes, over --max-list-size (%d bytes)", ErrListTooLarge, st.Size(), limit))
 	}
 	// The file may grow after the fstat: read one byte past the limit to
 	// tell.
 	lr := &io.LimitedReader{R: f, N: limit + 1}
 	list, err := parseList(lr, im.cfg.MaxListReferences)
 	if err == nil && lr.N == 0 {
-		err = invalid(fmt.Errorf("list grew over --max-list-size (%d bytes) while it was read", limit))
+		err = invalid(fmt.Errorf("%w: it grew over --max-list-size (%d bytes) while it was read", ErrListTooLarge, limit))
 	}
 	return list, st.Size(), err
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,6 +81,9 @@ func TestListOverReferenceCap(t *testing.T) {
 	if n := e.obs.counts(); len(n) != 0 {
 		t.Errorf("pulls = %v, want none", n)
 	}
+	if got := e.obs.refusals(); !slices.Equal(got, []string{importer.RefusedListReferences}) {
+		t.Errorf("refusals reported = %q, want [%s]", got, importer.RefusedListReferences)
+	}
 }
 
 // TestListOverSizeCap: a list file over --max-list-size fails unread.
@@ -87,8 +91,11 @@ func TestListOverSizeCap(t *testing.T) {
 	e := newListEnv(t)
 	p := e.write("big.txt", strings.Repeat("# padding\n", 2000))
 	_, err := e.importer(func(c *importer.Config) { c.MaxListSize = 4096 }).Process(e.ctx(), importer.Input{Root: e.dir, Path: p})
-	if !importer.IsPermanent(err) || !strings.Contains(err.Error(), "list of 20000 bytes is over --max-list-size (4096 bytes)") {
+	if !importer.IsPermanent(err) || !strings.Contains(err.Error(), "list too large: 20000 bytes, over --max-list-size (4096 bytes)") {
 		t.Errorf("error = %v, want a permanent error naming --max-list-size", err)
+	}
+	if got := e.obs.refusals(); !slices.Equal(got, []string{importer.RefusedListSize}) {
+		t.Errorf("refusals reported = %q, want [%s]", got, importer.RefusedListSize)
 	}
 }
 

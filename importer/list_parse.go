@@ -34,6 +34,8 @@ var (
 	// ErrTooManyReferences is a list over Config.MaxListReferences lines
 	// that name references, valid or not.
 	ErrTooManyReferences = errors.New("too many references")
+	// ErrListTooLarge is a list file over Config.MaxListSize.
+	ErrListTooLarge = errors.New("list too large")
 )
 
 // List is a parsed image list.

@@ -126,10 +126,23 @@ func outcomes(res importer.Result) map[int]string {
 	return out
 }
 
-// recordingObserver counts ImagePulled results.
+// recordingObserver counts ImagePulled results and refusals.
 type recordingObserver struct {
-	mu     sync.Mutex
-	pulled map[string]int
+	mu      sync.Mutex
+	pulled  map[string]int
+	refused []string
+}
+
+func (o *recordingObserver) Refused(reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.refused = append(o.refused, reason)
+}
+
+func (o *recordingObserver) refusals() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.refused)
 }
 
 func (o *recordingObserver) BytesRead(int64)    {}

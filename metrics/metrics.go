@@ -51,6 +51,9 @@ var (
 	fileResults = []string{ResultSuccess, ResultFailure, ResultSkipped}
 	pullResults = []string{PullPulled, PullPresent, PullFailure}
 	retagResult = []string{ResultSuccess, ResultFailure}
+	// refusalReasons are the bounds a file may hit, the values of the
+	// "reason" label of imagedrop_import_refusals_total.
+	refusalReasons = []string{"free_space", "decompressed_size", "list_size", "list_references"}
 )
 
 // The values each label accepts, for the tests of the packages that report
@@ -66,6 +69,10 @@ func FileResults() []string { return slices.Clone(fileResults) }
 // PullResults returns the values of the "result" label of
 // imagedrop_image_pulls_total.
 func PullResults() []string { return slices.Clone(pullResults) }
+
+// RefusalReasons returns the values of the "reason" label of
+// imagedrop_import_refusals_total.
+func RefusalReasons() []string { return slices.Clone(refusalReasons) }
 
 // RetagResults returns the values of the "result" label of
 // imagedrop_retags_total.
@@ -84,6 +91,7 @@ type Metrics struct {
 	fileDuration    *prometheus.HistogramVec
 	filesFailing    prometheus.Gauge
 	filesInvalid    prometheus.Gauge
+	refusals        *prometheus.CounterVec
 	archiveBytes    prometheus.Counter
 	imagesImported  prometheus.Counter
 	imagePulls      *prometheus.CounterVec
@@ -108,104 +116,48 @@ type Metrics struct {
 // It panics if the metrics are already registered on reg, like promauto.
 func New(reg prometheus.Registerer, version string) *Metrics {
 	f := promauto.With(reg)
+	counter := func(name, help string) prometheus.Counter {
+		return f.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return f.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+	}
+	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return f.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	}
 	m := &Metrics{
-		filesProcessed: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "files_processed_total",
-			Help:      "Files processed, by kind (archive, list) and result (success, failure, skipped).",
-		}, []string{"kind", "result"}),
-		fileDuration: f.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace,
-			Name:      "file_duration_seconds",
-			Help:      "Time spent processing a file that succeeded or failed, by kind. Skipped files are not observed.",
-			Buckets:   durationBuckets,
-		}, []string{"kind"}),
-		filesFailing: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "files_failing",
-			Help:      "Files whose last attempt failed and that have not succeeded since.",
-		}),
-		filesInvalid: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "files_invalid",
-			Help:      "Files among imagedrop_files_failing that failed for good (the file is bad: it does not parse, a limit was hit); they are retried only when they change.",
-		}),
-		archiveBytes: f.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "archive_bytes_read_total",
-			Help:      "Bytes of archive files gone through, as stored on disk (compressed); blobs skipped because containerd had them count too.",
-		}),
-		imagesImported: f.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "images_imported_total",
-			Help:      "Images imported into containerd from archives.",
-		}),
-		imagePulls: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "image_pulls_total",
-			Help:      "Images from lists ensured present, by result (pulled, present, failure).",
-		}, []string{"result"}),
-		pullDuration: f.NewHistogram(prometheus.HistogramOpts{
-			Namespace: namespace,
-			Name:      "image_pull_duration_seconds",
-			Help:      "Time spent on an image pull that fetched or failed. Images already present are not observed.",
-			Buckets:   durationBuckets,
-		}),
-		retags: f.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "retags_total",
-			Help:      "Image retags, by result (success, failure).",
-		}, []string{"result"}),
-		unpins: f.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "unpins_total",
-			Help:      "Images unpinned because the file that provided them went away.",
-		}),
-		pinnedImages: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "pinned_images",
-			Help:      "Images currently pinned against garbage collection by imagedrop.",
-		}),
-		queueDepth: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "queue_depth",
-			Help:      "Files waiting in the queue, not counting those being processed.",
-		}),
-		jobsInFlight: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "jobs_in_flight",
-			Help:      "Files being processed right now.",
-		}),
-		retries: f.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "retries_total",
-			Help:      "Failed files scheduled for another attempt.",
-		}),
-		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "last_success_timestamp_seconds",
-			Help:      "Unix time of the last file processed successfully, 0 if none yet.",
-		}),
-		initialSyncDone: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "initial_sync_complete",
-			Help:      "1 once the files present at startup have all been processed, else 0.",
-		}),
-		degradedDirs: f.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace,
-			Name:      "watch_degraded_dirs",
-			Help:      "Watched directories found by periodic rescans because an inotify watch could not be added (watch limit reached).",
-		}),
-		rescans: f.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "rescans_total",
-			Help:      "Periodic rescans of a directory (configured with --rescan-dir, or after an inotify watch failed).",
-		}),
-		stateSaveFails: f.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace,
-			Name:      "state_save_failures_total",
-			Help:      "Failed writes of the state file (disk full, read-only); imports go on, but a restart would redo their work.",
-		}),
+		filesProcessed: counterVec("files_processed_total",
+			"Files processed, by kind (archive, list) and result (success, failure, skipped).", "kind", "result"),
+		fileDuration: f.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "file_duration_seconds",
+			Help:    "Time spent processing a file that succeeded or failed, by kind. Skipped files are not observed.",
+			Buckets: durationBuckets}, []string{"kind"}),
+		filesFailing: gauge("files_failing", "Files whose last attempt failed and that have not succeeded since."),
+		filesInvalid: gauge("files_invalid",
+			"Files among imagedrop_files_failing that failed for good (the file is bad: it does not parse, a limit was hit); they are retried only when they change."),
+		refusals: counterVec("import_refusals_total",
+			"Files refused by a bound of the node's resources, by reason (free_space, decompressed_size, list_size, list_references).", "reason"),
+		archiveBytes: counter("archive_bytes_read_total",
+			"Bytes of archive files gone through, as stored on disk (compressed); blobs skipped because containerd had them count too."),
+		imagesImported: counter("images_imported_total", "Images imported into containerd from archives."),
+		imagePulls: counterVec("image_pulls_total",
+			"Images from lists ensured present, by result (pulled, present, failure).", "result"),
+		pullDuration: f.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "image_pull_duration_seconds",
+			Help:    "Time spent on an image pull that fetched or failed. Images already present are not observed.",
+			Buckets: durationBuckets}),
+		retags:          counterVec("retags_total", "Image retags, by result (success, failure).", "result"),
+		unpins:          counter("unpins_total", "Images unpinned because the file that provided them went away."),
+		pinnedImages:    gauge("pinned_images", "Images currently pinned against garbage collection by imagedrop."),
+		queueDepth:      gauge("queue_depth", "Files waiting in the queue, not counting those being processed."),
+		jobsInFlight:    gauge("jobs_in_flight", "Files being processed right now."),
+		retries:         counter("retries_total", "Failed files scheduled for another attempt."),
+		lastSuccess:     gauge("last_success_timestamp_seconds", "Unix time of the last file processed successfully, 0 if none yet."),
+		initialSyncDone: gauge("initial_sync_complete", "1 once the files present at startup have all been processed, else 0."),
+		degradedDirs: gauge("watch_degraded_dirs",
+			"Watched directories found by periodic rescans because an inotify watch could not be added (watch limit reached)."),
+		rescans: counter("rescans_total",
+			"Periodic rescans of a directory (configured with --rescan-dir, or after an inotify watch failed)."),
+		stateSaveFails: counter("state_save_failures_total",
+			"Failed writes of the state file (disk full, read-only); imports go on, but a restart would redo their work."),
 		now: time.Now,
 	}
 	f.NewGauge(prometheus.GaugeOpts{
@@ -214,9 +166,13 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		Help:        "Always 1, labelled with the imagedrop version and the Go version that built it.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	}).Set(1)
+	m.initSeries()
+	return m
+}
 
-	// Create every series up front so rate() and absent() work from the
-	// first scrape, not from the first event.
+// initSeries creates every series up front so that rate() and absent()
+// work from the first scrape, not from the first event.
+func (m *Metrics) initSeries() {
 	for _, k := range kinds {
 		for _, r := range fileResults {
 			m.filesProcessed.WithLabelValues(k, r)
@@ -229,7 +185,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	for _, r := range retagResult {
 		m.retags.WithLabelValues(r)
 	}
-	return m
+	for _, r := range refusalReasons {
+		m.refusals.WithLabelValues(r)
+	}
 }
 
 // NewRegistry returns an empty private registry with the Go runtime and
@@ -323,6 +281,11 @@ func (m *Metrics) Retried() { m.retries.Inc() }
 
 // SetDegradedDirs implements watcher.Observer.
 func (m *Metrics) SetDegradedDirs(n int) { m.degradedDirs.Set(float64(n)) }
+
+// Refused implements importer.Observer: a file refused by a bound.
+func (m *Metrics) Refused(reason string) {
+	m.refusals.WithLabelValues(oneOf(reason, refusalReasons)).Inc()
+}
 
 // StateSaveFailed implements watcher.Observer.
 func (m *Metrics) StateSaveFailed() { m.stateSaveFails.Inc() }

@@ -26,6 +26,7 @@ func TestLabelValues(t *testing.T) {
 		{"file results (watcher)", watcher.Results(), metrics.FileResults()},
 		{"pull outcomes (importer)", importer.PullOutcomes(), metrics.PullResults()},
 		{"retag results (importer)", importer.RetagResults(), metrics.RetagResults()},
+		{"refusal reasons (importer)", importer.RefusalReasons(), metrics.RefusalReasons()},
 	} {
 		got, want := slices.Sorted(slices.Values(tt.reported)), slices.Sorted(slices.Values(tt.want))
 		if !slices.Equal(got, want) {
