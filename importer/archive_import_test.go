@@ -425,7 +425,7 @@ func TestImportBadInput(t *testing.T) {
 
 // refused asserts that importing the file at path, which holds data, fails
 // with an error that names it and says want, and leaves nothing behind: no
-// image, no content, the file unchanged.
+// image, no content, no lease, ingest or snapshot, the file unchanged.
 func (e *env) refused(im *importer.Importer, path string, data []byte, want string) {
 	e.t.Helper()
 	_, err := im.ImportArchive(context.Background(), path)
@@ -440,6 +440,9 @@ func (e *env) refused(im *importer.Importer, path string, data []byte, want stri
 	}
 	if got := e.blobs(); len(got) != 0 {
 		e.t.Errorf("content left behind: %v", got)
+	}
+	if got := e.leftovers(); len(got) != 0 {
+		e.t.Errorf("left behind: %v", got)
 	}
 	// The file itself is never touched.
 	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {

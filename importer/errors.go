@@ -1,6 +1,11 @@
 package importer
 
-import "errors"
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"strconv"
+)
 
 // Errors come in two sorts, and callers treat them differently:
 //
@@ -35,4 +40,25 @@ func invalid(err error) error {
 func IsPermanent(err error) bool {
 	var p interface{ Permanent() bool }
 	return errors.As(err, &p) && p.Permanent()
+}
+
+// shortQuote quotes at most the first 64 bytes of s, escaped, for an error
+// that names bad content without repeating it at length.
+func shortQuote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// readFailure is an error reading an archive's data: the file is bad
+// (truncated, corrupt, not what it says) unless reading the file itself
+// failed, which is the node's fault (an I/O error of its disk).
+func readFailure(err error) error {
+	var pe *fs.PathError
+	if err == nil || errors.Is(err, io.EOF) || errors.As(err, &pe) || IsPermanent(err) {
+		return err
+	}
+	return invalid(err)
 }

@@ -84,6 +84,11 @@ type Config struct {
 	ZstdMaxWindow uint64
 	// ProgressInterval is how often a long import logs its progress.
 	ProgressInterval time.Duration
+	// MaxJSONSize bounds each JSON document of an archive read into memory
+	// (manifest.json, index.json, manifests, indexes, configs), in bytes.
+	MaxJSONSize uint64
+	// MaxArchiveEntries bounds the number of entries of an archive's tar.
+	MaxArchiveEntries int
 
 	// PullConcurrency is how many references of one list are pulled at once.
 	PullConcurrency int
@@ -103,16 +108,18 @@ type Config struct {
 // DefaultConfig returns the defaults of a node daemon.
 func DefaultConfig() Config {
 	return Config{
-		Namespace:        "k8s.io",
-		Pin:              true,
-		Unpack:           true,
-		Snapshotter:      "overlayfs",
-		ZstdMaxWindow:    512 << 20,
-		ProgressInterval: 10 * time.Second,
-		PullConcurrency:  3,
-		PullTimeout:      30 * time.Minute,
-		PullRetries:      4,
-		PullBackoff:      time.Second,
+		Namespace:         "k8s.io",
+		Pin:               true,
+		Unpack:            true,
+		Snapshotter:       "overlayfs",
+		ZstdMaxWindow:     512 << 20,
+		ProgressInterval:  10 * time.Second,
+		MaxJSONSize:       defaultMaxJSONSize,
+		MaxArchiveEntries: defaultMaxArchiveEntries,
+		PullConcurrency:   3,
+		PullTimeout:       30 * time.Minute,
+		PullRetries:       4,
+		PullBackoff:       time.Second,
 	}
 }
 
@@ -139,6 +146,12 @@ func (c Config) Validate() error {
 	}
 	if c.ZstdMaxWindow < 1<<20 {
 		return fmt.Errorf("zstd max window %d is below 1 MiB", c.ZstdMaxWindow)
+	}
+	if c.MaxJSONSize < minMaxJSONSize || c.MaxJSONSize > 1<<40 {
+		return fmt.Errorf("max JSON size %d: want 4 KiB to 1 TiB", c.MaxJSONSize)
+	}
+	if c.MaxArchiveEntries < 1 {
+		return fmt.Errorf("max archive entries %d: want at least 1", c.MaxArchiveEntries)
 	}
 	if c.ProgressInterval <= 0 {
 		return errors.New("progress interval must be positive")
