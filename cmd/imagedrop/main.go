@@ -115,6 +115,8 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.importer.Snapshotter, "snapshotter", c.importer.Snapshotter, "snapshotter to unpack into")
 	fs.StringVar(&c.importer.Platform, "platform", "", "platform to unpack (default: the node's)")
 	fs.Var(sizeFlag{&c.importer.ZstdMaxWindow}, "zstd-max-window", "largest zstd window accepted (memory cap), e.g. 128Mi or 512MiB")
+	fs.Var(sizeFlag{&c.importer.MaxJSONSize}, "max-json-size", "largest JSON document of an archive read into memory (manifest.json, index.json, manifests, configs)")
+	fs.IntVar(&c.importer.MaxArchiveEntries, "max-archive-entries", c.importer.MaxArchiveEntries, "most entries one archive's tar may hold")
 	fs.IntVar(&c.importer.PullConcurrency, "pull-concurrency", c.importer.PullConcurrency, "references of one image list pulled at once")
 	fs.DurationVar(&c.importer.PullTimeout, "pull-timeout", c.importer.PullTimeout, "time allowed to pull one listed reference, retries included")
 	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
