@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -258,4 +259,25 @@ func (e *env) leftovers() []string {
 		e.t.Fatal(err)
 	}
 	return out
+}
+
+// TestImportErrorNamesPathOnce imports a directory named like an archive:
+// the error names it once, with no word missing.
+func TestImportErrorNamesPathOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	path := e.write("dir.tar", nil)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.importer().ImportArchive(context.Background(), path)
+	if err == nil {
+		t.Fatal("ImportArchive of a directory succeeded")
+	}
+	if n := strings.Count(err.Error(), path); n != 1 || strings.Contains(err.Error(), "  ") {
+		t.Errorf("error = %q, want it to name %s once, without a word missing", err, path)
+	}
 }

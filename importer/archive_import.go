@@ -47,7 +47,7 @@ func (im *Importer) ImportArchive(ctx context.Context, path string) (res Result,
 		return res, err
 	}
 	if st.Size() == 0 {
-		return res, ErrEmpty
+		return res, invalid(ErrEmpty)
 	}
 
 	ctx, hold, release, err := im.lease(ctx)
@@ -96,7 +96,7 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 	head := make([]byte, sniffSize)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, "", fmt.Errorf("read header: %w", err)
+		return nil, "", fmt.Errorf("read header: %w", withoutPath(err))
 	}
 	if c, err := detect(head[:n]); err == nil && c == CompressionNone && st.Mode().IsRegular() {
 		count := func(r *io.SectionReader) io.Reader { return countingSection{r, read} }
@@ -284,7 +284,7 @@ type countingReader struct {
 func (r *countingReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.c.add(int64(n))
-	return n, err
+	return n, withoutPath(err)
 }
 
 // countingSection counts what is read from a section of the file; what is
@@ -297,7 +297,7 @@ type countingSection struct {
 func (r countingSection) Read(p []byte) (int, error) {
 	n, err := r.SectionReader.Read(p)
 	r.c.add(int64(n))
-	return n, err
+	return n, withoutPath(err)
 }
 
 // logProgress logs how far a long import has got every ProgressInterval,

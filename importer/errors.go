@@ -2,9 +2,11 @@ package importer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"strconv"
+	"syscall"
 )
 
 // Errors come in two sorts, and callers treat them differently:
@@ -56,9 +58,22 @@ func shortQuote(s string) string {
 // (truncated, corrupt, not what it says) unless reading the file itself
 // failed, which is the node's fault (an I/O error of its disk).
 func readFailure(err error) error {
-	var pe *fs.PathError
-	if err == nil || errors.Is(err, io.EOF) || errors.As(err, &pe) || IsPermanent(err) {
+	var (
+		pe    *fs.PathError
+		errno syscall.Errno
+	)
+	if err == nil || errors.Is(err, io.EOF) || errors.As(err, &pe) || errors.As(err, &errno) || IsPermanent(err) {
 		return err
 	}
 	return invalid(err)
+}
+
+// withoutPath drops the path from an error of reading the archive file,
+// which the error of its import names already; the system's error (an
+// errno, which readFailure tells from a bad file) is kept.
+func withoutPath(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
