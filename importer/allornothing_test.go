@@ -281,3 +281,33 @@ func TestImportErrorNamesPathOnce(t *testing.T) {
 		t.Errorf("error = %q, want it to name %s once, without a word missing", err, path)
 	}
 }
+
+// TestImportDockerSaveCompressedLayer imports a docker save whose layer is
+// gzipped in the archive: its diff ID is checked on the layer decompressed,
+// so the true one imports and a config that lies is refused.
+func TestImportDockerSaveCompressedLayer(t *testing.T) {
+	t.Parallel()
+	for _, lie := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lie=%v", lie), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			img := harness.NewImage("example.com/gzlayer:1", node, map[string]string{"z": e.ns})
+			if lie {
+				img.Config = bytes.Replace(img.Config, []byte(img.DiffIDs()[0].String()), []byte(digest.FromString("other").String()), 1)
+			}
+			data := harness.DockerSaveBytes(img)
+			layer, _ := largestEntry(t, data, "")
+			data = replaceEntry(t, data, layer, func(b []byte) []byte { return mustCompress(t, b, "gzip") })
+			im := e.importer(func(c *importer.Config) { c.Unpack = false })
+			path := e.write("gz.tar", data)
+			if lie {
+				e.refused(im, path, data, "diff ID")
+				return
+			}
+			if _, err := im.ImportArchive(context.Background(), path); err != nil {
+				t.Fatalf("ImportArchive: %v", err)
+			}
+			e.checkContent(img.Name)
+		})
+	}
+}
