@@ -12,10 +12,8 @@ import (
 	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
-	"github.com/containerd/errdefs"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -48,7 +46,7 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 	}
 	defer f.Close()
 	if st.Size() == 0 {
-		return res, ErrEmpty
+		return res, invalid(ErrEmpty)
 	}
 
 	im.cleanupFirst(ctx)
@@ -70,7 +68,8 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 	defer stop()
 	defer func() { res.BytesRead, res.BytesDecompressed = read.n.Load(), read.out.Load() }()
 
-	ing := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold}
+	ing := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold,
+		maxJSON: int64(im.cfg.MaxJSONSize), maxEntries: im.cfg.MaxArchiveEntries}
 	index, compression, err := im.readArchive(ctx, ing, f, st, read)
 	res.Compression = compression
 	if err != nil {
@@ -83,7 +82,7 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 	}
 	res.SkippedPlatforms = skipped
 	if len(found) == 0 {
-		return res, errors.New("archive names no images (no RepoTags in manifest.json and no image name annotations in index.json)")
+		return res, invalid(errors.New("archive names no images (no RepoTags in manifest.json and no image name annotations in index.json)"))
 	}
 
 	names, unpacked, err := im.store(ctx, found, filepath.Base(path), fromArchive)
@@ -104,7 +103,7 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 	head := make([]byte, sniffSize)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, "", fmt.Errorf("read header: %w", err)
+		return nil, "", fmt.Errorf("read header: %w", withoutPath(err))
 	}
 	if c, err := detect(head[:n]); err == nil && c == CompressionNone && st.Mode().IsRegular() {
 		count := func(r *io.SectionReader) io.Reader { return countingSection{r, read} }
@@ -124,7 +123,7 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 		Written:       &read.out,
 	})
 	if err != nil {
-		return nil, c, err
+		return nil, c, readFailure(err)
 	}
 	defer closeDecoder()
 	index, err := in.importIndex(ctx, tr)
@@ -134,7 +133,7 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 	// The tar ends before the compressed stream does: read the rest so that a
 	// damaged trailer (gzip checksum, zstd frame end) is still an error.
 	if _, err := io.Copy(io.Discard, tr); err != nil {
-		return nil, c, err
+		return nil, c, readFailure(err)
 	}
 	return index, c, nil
 }
@@ -144,19 +143,32 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 func describeReadError(err error, c Compression, zstdWindow uint64) error {
 	switch {
 	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
-		return fmt.Errorf("zstd window larger than the %d MiB allowed (raise --zstd-max-window): %w", zstdWindow>>20, err)
+		return invalid(fmt.Errorf("zstd window larger than the %d MiB allowed (raise --zstd-max-window): %w", zstdWindow>>20, err))
+	case IsPermanent(err) && !errors.Is(err, io.ErrUnexpectedEOF):
+		return err // says what is wrong already
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("archive is truncated (%s): %w", c, err)
-	case errors.Is(err, errNoManifest), errors.Is(err, ErrExpansion):
-		return err
+		return invalid(fmt.Errorf("%s is truncated: %w", archiveName(c), err))
 	}
-	return fmt.Errorf("read %s archive: %w", c, err)
+	return fmt.Errorf("read %s: %w", archiveName(c), err)
+}
+
+// archiveName names an archive by its compression, for errors: "gzip
+// archive", "uncompressed archive", or "archive" before it is known.
+func archiveName(c Compression) string {
+	switch c {
+	case "":
+		return "archive"
+	case CompressionNone:
+		return "uncompressed archive"
+	}
+	return string(c) + " archive"
 }
 
 // collectImages returns the named images of the entries of an archive's
-// index, every platform included, and labels the content they reference
-// for the garbage collector. Manifests whose content is not in the archive
-// (platforms left out of an export) are skipped and counted.
+// index, every platform included, once each is known to be complete (see
+// completeness), and labels the content they reference for the garbage
+// collector. Manifests of an index that are not in the archive (platforms
+// left out of an export) are skipped and counted.
 func (im *Importer) collectImages(ctx context.Context, index []ocispec.Descriptor) ([]images.Image, int, error) {
 	var (
 		found   []images.Image
@@ -176,24 +188,17 @@ func (im *Importer) collectImages(ctx context.Context, index []ocispec.Descripto
 	if unnamed > 0 {
 		im.log.Warn("unnamed_manifests_skipped", "count", unnamed)
 	}
-	if len(index) == 0 {
-		return nil, 0, nil
-	}
-
-	cs := im.client.ContentStore()
-	var skipped atomic.Int64
-	handler := func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-		children, err := images.Children(ctx, cs, desc)
-		if errdefs.IsNotFound(err) {
-			skipped.Add(1)
-			return nil, images.ErrSkipDesc
+	found = dedupeImages(found)
+	c := newCompleteness(im.client.ContentStore(), int64(im.cfg.MaxJSONSize))
+	for _, img := range found {
+		if err := c.check(ctx, img); err != nil {
+			return nil, 0, err
 		}
-		return children, err
 	}
-	if err := images.Walk(ctx, images.SetChildrenLabels(lazyLabels{cs}, handler), index...); err != nil {
-		return nil, 0, fmt.Errorf("walk archive index: %w", err)
+	if err := c.apply(ctx); err != nil {
+		return nil, 0, err
 	}
-	return dedupeImages(found), int(skipped.Load()), nil
+	return found, c.skipped, nil
 }
 
 // imageName is the normalised name of an image in an archive index: the
@@ -212,21 +217,6 @@ func imageName(annotations map[string]string) (string, bool) {
 		return n, true
 	}
 	return "", false
-}
-
-// lazyLabels is the content.Manager of the walk that labels an import's
-// content: it applies a label update only where a blob lacks one of the
-// labels (a blob committed with them, or imported before, costs a read
-// rather than a write transaction).
-type lazyLabels struct {
-	content.Manager
-}
-
-func (l lazyLabels) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
-	if cur, err := l.Manager.Info(ctx, info.Digest); err == nil && hasLabels(cur.Labels, info.Labels) {
-		return cur, nil
-	}
-	return l.Manager.Update(ctx, info, fieldpaths...)
 }
 
 // hasLabels reports whether have holds every label of want, equal.
@@ -319,7 +309,7 @@ type countingReader struct {
 func (r *countingReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.c.add(int64(n))
-	return n, err
+	return n, withoutPath(err)
 }
 
 // countingSection counts what is read from a section of the file; what is
@@ -332,7 +322,7 @@ type countingSection struct {
 func (r countingSection) Read(p []byte) (int, error) {
 	n, err := r.SectionReader.Read(p)
 	r.c.add(int64(n))
-	return n, err
+	return n, withoutPath(err)
 }
 
 // logProgress logs how far a long import has got every ProgressInterval,

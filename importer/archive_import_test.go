@@ -406,8 +406,8 @@ func TestImportBadInput(t *testing.T) {
 		{"empty", "empty.tar", nil, nil, "file is empty"},
 		{"random bytes", "random.tar.gz", random, nil, "not a tar archive"},
 		{"text file", "notes.tar", []byte("hello, this is not an archive\n"), nil, "not a tar archive"},
-		{"truncated tar", "truncated.tar", plain[:len(plain)/2], nil, "truncated"},
-		{"truncated gzip", "truncated.tar.gz", gz[:len(gz)*2/3], nil, "truncated"},
+		{"truncated tar", "truncated.tar", plain[:len(plain)/2], nil, "uncompressed archive is truncated"},
+		{"truncated gzip", "truncated.tar.gz", gz[:len(gz)*2/3], nil, "gzip archive is truncated"},
 		{"gzip trailer cut", "trailer.tar.gz", gz[:len(gz)-4], nil, "truncated"},
 		{"tar without manifest", "nomanifest.tar", noManifest, nil, "no manifest.json"},
 		{"zstd window over the cap", "long.tar.zst", mustCompress(t, plain, "zstd-long27"),
@@ -428,8 +428,9 @@ func TestImportBadInput(t *testing.T) {
 }
 
 // refused asserts that importing the file at path, which holds data, fails
-// with an error that names it and says want, and leaves nothing behind: no
-// image, no content, the file unchanged.
+// with a permanent error that names it and says want, and leaves nothing
+// behind: no image, no content, no lease, ingest or snapshot, the file
+// unchanged.
 func (e *env) refused(im *importer.Importer, path string, data []byte, want string) {
 	e.t.Helper()
 	_, err := im.ImportArchive(context.Background(), path)
@@ -439,11 +440,17 @@ func (e *env) refused(im *importer.Importer, path string, data []byte, want stri
 	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) {
 		e.t.Errorf("error = %q, want it to name %s and say %q", err, path, want)
 	}
+	if !importer.IsPermanent(err) {
+		e.t.Errorf("error = %q is not permanent; the file is bad", err)
+	}
 	if got := e.imageNames(); len(got) != 0 {
 		e.t.Errorf("images left behind: %v", got)
 	}
 	if got := e.blobs(); len(got) != 0 {
 		e.t.Errorf("content left behind: %v", got)
+	}
+	if got := e.leftovers(); len(got) != 0 {
+		e.t.Errorf("left behind: %v", got)
 	}
 	// The file itself is never touched.
 	if b, err := os.ReadFile(path); err != nil || !bytes.Equal(b, data) {

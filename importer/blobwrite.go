@@ -194,10 +194,10 @@ func (w *blobWriter) copy(r io.Reader, size int64, bufs *chunks) (digest.Digest,
 		b := bufs.buffer(sent%writeWindow, chunk)
 		m, err := io.ReadFull(r, b[:min(int64(chunk), size-n)])
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return "", fmt.Errorf("unexpected copy size %d, expected %d: %w", n+int64(m), size, io.ErrUnexpectedEOF)
+			return "", invalid(fmt.Errorf("unexpected copy size %d, expected %d: %w", n+int64(m), size, io.ErrUnexpectedEOF))
 		}
 		if err != nil {
-			return "", err
+			return "", readFailure(err)
 		}
 		// Offset 0 makes containerd truncate an interrupted ingest first.
 		if err := w.send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_WRITE, Offset: n, Data: b[:m]}); err != nil {

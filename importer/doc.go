@@ -22,6 +22,9 @@
 //	ingest_parallel.go  the import of an uncompressed archive file, several
 //	                    blobs at once, each from its own section of the file
 //	dockersave.go       the image manifests and index of a docker save
+//	complete.go         all or nothing: every image checked complete before
+//	                    any is written; the parsers of OCI indexes and manifests
+//	limits.go           the bounds on memory (JSON documents, tar entries)
 //	blobwrite.go        blobWriter: one write session of containerd's content
 //	                    service, writes in flight, and the chunks they use
 //	writecodec.go       blob writes encoded without copying their data

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,24 @@ type dockerManifest struct {
 	Layers   []string
 }
 
+// parseDockerManifests decodes a docker save manifest.json: a list of
+// entries, each naming its config.
+func parseDockerManifests(b []byte) ([]dockerManifest, error) {
+	var mfsts []dockerManifest
+	if err := json.Unmarshal(b, &mfsts); err != nil {
+		return nil, err
+	}
+	if mfsts == nil {
+		return nil, errors.New("no images listed")
+	}
+	for i, m := range mfsts {
+		if m.Config == "" {
+			return nil, fmt.Errorf("entry %d names no config", i)
+		}
+	}
+	return mfsts, nil
+}
+
 // dockerSaveIndex writes the manifest of each image of a docker save and
 // returns the entries of the index of its images, one per image name. The
 // index itself is not written: no image would reference it.
@@ -31,7 +50,7 @@ func (in ingester) dockerSaveIndex(ctx context.Context, c *contents) ([]ocispec.
 	for name, linkname := range c.symlinks {
 		desc, ok := blobs[linkname]
 		if !ok {
-			return nil, fmt.Errorf("layer %q links to %q, which the archive does not hold", name, linkname)
+			return nil, invalid(fmt.Errorf("layer %s links to %s, which the archive does not hold", shortQuote(name), shortQuote(linkname)))
 		}
 		blobs[name] = desc
 	}
@@ -53,13 +72,21 @@ func (in ingester) dockerSaveIndex(ctx context.Context, c *contents) ([]ocispec.
 
 // writeDockerManifest writes the image manifest of one entry of a docker
 // save's manifest.json, from the archive's blobs by entry name, and returns
-// its descriptor with the platform of its config.
+// its descriptor with the platform of its config. The diff IDs the config
+// gives must be those of the layers.
 func (in ingester) writeDockerManifest(ctx context.Context, mfst dockerManifest, blobs map[string]ocispec.Descriptor) (ocispec.Descriptor, error) {
 	config, ok := blobs[mfst.Config]
 	if !ok {
-		return ocispec.Descriptor{}, fmt.Errorf("manifest.json names config %q, which the archive does not hold", mfst.Config)
+		return ocispec.Descriptor{}, invalid(fmt.Errorf("manifest.json names config %s, which the archive does not hold", shortQuote(mfst.Config)))
 	}
 	config.MediaType = images.MediaTypeDockerSchema2Config
+	img, err := in.readConfig(ctx, mfst.Config, config)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if err := in.checkDiffIDs(ctx, mfst, img.RootFS.DiffIDs, blobs); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("layers of %v: %w", mfst.RepoTags, err)
+	}
 	layers, err := in.resolveLayers(ctx, mfst.Layers, blobs)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("layers of %v: %w", mfst.RepoTags, err)
@@ -77,20 +104,92 @@ func (in ingester) writeDockerManifest(ctx context.Context, mfst dockerManifest,
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("store manifest of %v: %w", mfst.RepoTags, err)
 	}
-	ps, err := images.Platforms(ctx, in.cs, desc)
-	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("platform of %v: %w", mfst.RepoTags, err)
-	}
-	if len(ps) > 0 {
-		// A manifest has the one platform of its config.
-		desc.Platform = &ps[0]
-		// A Windows image without OS version is taken to match the host,
-		// as containerd does (containerd/containerd#5690).
-		if desc.Platform.OS == "windows" && desc.Platform.OSVersion == "" {
-			desc.Platform.OSVersion = platforms.DefaultSpec().OSVersion
-		}
+	// A manifest has the one platform of its config, as containerd's
+	// images.ConfigPlatform reads it.
+	p := platforms.Normalize(img.Platform)
+	desc.Platform = &p
+	// A Windows image without OS version is taken to match the host,
+	// as containerd does (containerd/containerd#5690).
+	if p.OS == "windows" && p.OSVersion == "" {
+		desc.Platform.OSVersion = platforms.DefaultSpec().OSVersion
 	}
 	return desc, nil
+}
+
+// dockerConfig is what an image config of a docker save tells the import.
+type dockerConfig struct {
+	ocispec.Platform
+	RootFS ocispec.RootFS `json:"rootfs"`
+}
+
+// readConfig reads the config desc, the entry name of the archive, bounded
+// by the import's JSON limit.
+func (in ingester) readConfig(ctx context.Context, name string, desc ocispec.Descriptor) (dockerConfig, error) {
+	var cfg dockerConfig
+	if desc.Size > in.maxJSON {
+		return cfg, tooLarge("config "+shortQuote(name), in.maxJSON)
+	}
+	b, err := content.ReadBlob(ctx, in.cs, desc)
+	if err != nil {
+		return cfg, fmt.Errorf("read config %s: %w", shortQuote(name), err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, invalid(fmt.Errorf("decode config %s: %w", shortQuote(name), err))
+	}
+	return cfg, nil
+}
+
+// checkDiffIDs checks that the layers of mfst are those the config's diff
+// IDs name: the digest of each uncompressed layer, or of a compressed one
+// decompressed. It sets the media type of each layer's blob as it goes.
+func (in ingester) checkDiffIDs(ctx context.Context, mfst dockerManifest, diffIDs []digest.Digest, blobs map[string]ocispec.Descriptor) error {
+	if len(diffIDs) != len(mfst.Layers) {
+		return invalid(fmt.Errorf("config %s gives %d diff IDs for %d layers", shortQuote(mfst.Config), len(diffIDs), len(mfst.Layers)))
+	}
+	for i, f := range mfst.Layers {
+		desc, ok := blobs[f]
+		if !ok {
+			return invalid(fmt.Errorf("layer %s, which the archive does not hold", shortQuote(f)))
+		}
+		if desc.MediaType == "" {
+			mt, err := layerMediaType(ctx, in.cs, desc)
+			if err != nil {
+				return fmt.Errorf("compression of layer %s: %w", shortQuote(f), err)
+			}
+			desc.MediaType = mt
+			blobs[f] = desc
+		}
+		got := desc.Digest
+		if desc.MediaType != images.MediaTypeDockerSchema2Layer {
+			var err error
+			if got, err = in.uncompressedDigest(ctx, desc); err != nil {
+				return fmt.Errorf("layer %s: %w", shortQuote(f), err)
+			}
+		}
+		if got != diffIDs[i] {
+			return invalid(fmt.Errorf("layer %s has diff ID %s, but config %s says %s", shortQuote(f), got, shortQuote(mfst.Config), diffIDs[i]))
+		}
+	}
+	return nil
+}
+
+// uncompressedDigest is the digest of the compressed layer desc, decompressed.
+func (in ingester) uncompressedDigest(ctx context.Context, desc ocispec.Descriptor) (digest.Digest, error) {
+	ra, err := in.cs.ReaderAt(ctx, desc)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", desc.Digest, err)
+	}
+	defer ra.Close()
+	dr, err := compression.DecompressStream(content.NewReader(ra))
+	if err != nil {
+		return "", invalid(fmt.Errorf("decompress %s: %w", desc.Digest, err))
+	}
+	defer dr.Close()
+	d, err := digest.Canonical.FromReader(dr)
+	if err != nil {
+		return "", invalid(fmt.Errorf("decompress %s: %w", desc.Digest, err))
+	}
+	return d, nil
 }
 
 // namedEntries are the index entries of the manifest desc: one per name in
@@ -103,7 +202,7 @@ func namedEntries(desc ocispec.Descriptor, repoTags []string) ([]ocispec.Descrip
 	for _, ref := range repoTags {
 		named, err := reference.ParseDockerRef(ref)
 		if err != nil {
-			return nil, fmt.Errorf("normalize image ref %q: %w", ref, err)
+			return nil, invalid(fmt.Errorf("normalize image ref %s: %w", shortQuote(ref), err))
 		}
 		d := desc
 		d.Annotations = map[string]string{
@@ -127,7 +226,7 @@ func (in ingester) resolveLayers(ctx context.Context, files []string, blobs map[
 	for i, f := range files {
 		desc, ok := blobs[f]
 		if !ok {
-			return nil, fmt.Errorf("layer %q not found", f)
+			return nil, invalid(fmt.Errorf("layer %s not found", shortQuote(f)))
 		}
 		layers[i] = desc
 		descs[desc.Digest] = &layers[i]

@@ -1,6 +1,13 @@
 package importer
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strconv"
+	"syscall"
+)
 
 // Errors come in two sorts, and callers treat them differently:
 //
@@ -44,11 +51,14 @@ const (
 	RefusedDecompressedSize = "decompressed_size" // it decompresses to more than --max-expansion allows
 	RefusedListSize         = "list_size"         // a list over --max-list-size
 	RefusedListReferences   = "list_references"   // a list over --max-list-references
+	RefusedJSONSize         = "json_size"         // a JSON document over --max-json-size
+	RefusedArchiveEntries   = "archive_entries"   // an archive over --max-archive-entries
 )
 
 // RefusalReasons returns every reason Observer.Refused is told.
 func RefusalReasons() []string {
-	return []string{RefusedFreeSpace, RefusedDecompressedSize, RefusedListSize, RefusedListReferences}
+	return []string{RefusedFreeSpace, RefusedDecompressedSize, RefusedListSize, RefusedListReferences,
+		RefusedJSONSize, RefusedArchiveEntries}
 }
 
 // refusal returns why err refused a file by a bound, or "".
@@ -64,6 +74,44 @@ func refusal(err error) string {
 		return RefusedListSize
 	case errors.Is(err, ErrTooManyReferences):
 		return RefusedListReferences
+	case errors.Is(err, ErrJSONTooLarge):
+		return RefusedJSONSize
+	case errors.Is(err, ErrTooManyEntries):
+		return RefusedArchiveEntries
 	}
 	return ""
+}
+
+// shortQuote quotes at most the first 64 bytes of s, escaped, for an error
+// that names bad content without repeating it at length.
+func shortQuote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// readFailure is an error reading an archive's data: the file is bad
+// (truncated, corrupt, not what it says) unless reading the file itself
+// failed, which is the node's fault (an I/O error of its disk).
+func readFailure(err error) error {
+	var (
+		pe    *fs.PathError
+		errno syscall.Errno
+	)
+	if err == nil || errors.Is(err, io.EOF) || errors.As(err, &pe) || errors.As(err, &errno) || IsPermanent(err) {
+		return err
+	}
+	return invalid(err)
+}
+
+// withoutPath drops the path from an error of reading the archive file,
+// which the error of its import names already; the system's error (an
+// errno, which readFailure tells from a bad file) is kept.
+func withoutPath(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }

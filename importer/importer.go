@@ -60,6 +60,11 @@ type Config struct {
 	MinFreeSpace   MinFree
 	// ProgressInterval is how often a long import logs its progress.
 	ProgressInterval time.Duration
+	// MaxJSONSize bounds each JSON document of an archive read into memory
+	// (manifest.json, index.json, manifests, indexes, configs), in bytes.
+	MaxJSONSize uint64
+	// MaxArchiveEntries bounds the number of entries of an archive's tar.
+	MaxArchiveEntries int
 
 	// PullConcurrency is how many references of one list are pulled at once.
 	PullConcurrency int
@@ -102,6 +107,8 @@ func DefaultConfig() Config {
 		ContainerdRoot:    "/var/lib/containerd",
 		MinFreeSpace:      MinFree{Percent: 15},
 		ProgressInterval:  10 * time.Second,
+		MaxJSONSize:       defaultMaxJSONSize,
+		MaxArchiveEntries: defaultMaxArchiveEntries,
 		PullConcurrency:   3,
 		PullTimeout:       30 * time.Minute,
 		PullRetries:       4,
@@ -143,6 +150,12 @@ func (c Config) Validate() error {
 	}
 	if c.MinFreeSpace.Percent < 0 || c.MinFreeSpace.Percent >= 100 {
 		return fmt.Errorf("min free space %g%%: want 0 to 100%%", c.MinFreeSpace.Percent)
+	}
+	if c.MaxJSONSize < minMaxJSONSize || c.MaxJSONSize > 1<<40 {
+		return fmt.Errorf("max JSON size %d: want 4 KiB to 1 TiB", c.MaxJSONSize)
+	}
+	if c.MaxArchiveEntries < 1 {
+		return fmt.Errorf("max archive entries %d: want at least 1", c.MaxArchiveEntries)
 	}
 	if c.ProgressInterval <= 0 {
 		return errors.New("progress interval must be positive")

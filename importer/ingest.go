@@ -40,7 +40,7 @@ import (
 //     blob is added to the import's lease and the entry is skipped.
 
 // errNoManifest is a tar that is neither a docker save nor an OCI layout.
-var errNoManifest = errors.New("not an image archive: no manifest.json (docker save) or index.json (OCI layout) found")
+var errNoManifest = invalid(errors.New("not an image archive: no manifest.json (docker save) or index.json (OCI layout) found"))
 
 // ingester writes the blobs of one import to the content store, under the
 // import's lease. hold adds a blob to that lease: every blob the import uses
@@ -50,13 +50,16 @@ type ingester struct {
 	cs     content.Store
 	writes contentWrites // the content service of cs, for blobWriter
 	hold   func(context.Context, digest.Digest) error
+	// The bounds of Config: MaxJSONSize, MaxArchiveEntries.
+	maxJSON    int64
+	maxEntries int
 }
 
 // importIndex reads the tar stream r into the content store and returns the
 // entries of the index of the images it holds, as archive.ImportIndex does.
 func (in ingester) importIndex(ctx context.Context, r io.Reader) ([]ocispec.Descriptor, error) {
 	tr := tar.NewReader(r)
-	c := newContents()
+	c := newContents(in.maxJSON, in.maxEntries)
 	var bufs chunks
 	err := c.walk(tr, func(hdr *tar.Header, name string) error {
 		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), &bufs)
@@ -88,16 +91,16 @@ func (in ingester) index(ctx context.Context, c *contents) ([]ocispec.Descriptor
 // ociManifests are the entries of an OCI layout's index.json.
 func (c *contents) ociManifests() ([]ocispec.Descriptor, error) {
 	if c.ociLayout.Version != ocispec.ImageLayoutVersion {
-		return nil, fmt.Errorf("OCI layout version %q is not supported (want %s)", c.ociLayout.Version, ocispec.ImageLayoutVersion)
+		return nil, invalid(fmt.Errorf("OCI layout version %s is not supported (want %s)", shortQuote(c.ociLayout.Version), ocispec.ImageLayoutVersion))
 	}
 	if c.ociIndex == nil {
-		return nil, errors.New("OCI layout has no index.json")
+		return nil, invalid(errors.New("OCI layout has no index.json"))
 	}
-	var index ocispec.Index
-	if err := json.Unmarshal(c.ociIndex, &index); err != nil {
-		return nil, fmt.Errorf("decode index.json: %w", err)
+	manifests, err := parseOCIIndex(c.ociIndex)
+	if err != nil {
+		return nil, invalid(fmt.Errorf("index.json: %w", err))
 	}
-	return index.Manifests, nil
+	return manifests, nil
 }
 
 // writeBlob writes the size bytes of r to the content store under ref and
@@ -109,7 +112,7 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 	case err != nil:
 		return "", err
 	case present:
-		return expected, skip(r)
+		return expected, readFailure(skip(r))
 	}
 	defer func() {
 		if w != nil { // nil if reopening it failed or found the blob present
@@ -127,7 +130,7 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 		if expected != "" && w.offset == size {
 			err := in.commit(ctx, w, ref, size, expected, opts...)
 			if err == nil {
-				return expected, skip(r)
+				return expected, readFailure(skip(r))
 			}
 			if !errdefs.IsFailedPrecondition(err) {
 				return "", err
@@ -142,7 +145,7 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 		case err != nil:
 			return "", err
 		case present:
-			return expected, skip(r)
+			return expected, readFailure(skip(r))
 		}
 	}
 
@@ -151,7 +154,7 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 		return "", err
 	}
 	if expected != "" && dgst != expected {
-		return "", fmt.Errorf("content of %s has digest %s: %w", expected, dgst, errdefs.ErrFailedPrecondition)
+		return "", invalid(fmt.Errorf("content of %s has digest %s: %w", expected, dgst, errdefs.ErrFailedPrecondition))
 	}
 	// A blob committed under the import's lease is held by it; one that is
 	// there already is not, and is added to the lease before the commit, so

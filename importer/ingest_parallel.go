@@ -48,7 +48,7 @@ type section struct {
 // It returns errSparse, having written nothing, for an archive whose
 // entries cannot be read as sections; the stream path reads those.
 func (in ingester) importIndexAt(ctx context.Context, ra io.ReaderAt, size int64, count func(*io.SectionReader) io.Reader) ([]ocispec.Descriptor, error) {
-	c := newContents()
+	c := newContents(in.maxJSON, in.maxEntries)
 	secs, err := c.sections(io.NewSectionReader(ra, 0, size))
 	if err != nil {
 		return nil, err
@@ -122,16 +122,16 @@ func (in ingester) writeSections(ctx context.Context, ra io.ReaderAt, secs []sec
 		}
 		g.Go(func() error {
 			s := secs[i]
-			want := digestOfName(s.name)
+			want, by := digestOfName(s.name), ""
 			if want == "" {
-				want = known[s.name]
+				want, by = known[s.name], " (digest from its config's diff ID)"
 			}
 			r := count(io.NewSectionReader(ra, s.off, s.size))
 			bufs := <-free
 			d, err := in.writeBlob(gctx, r, s.size, "tar-"+s.name, want, bufs)
 			free <- bufs
 			if err != nil {
-				return fmt.Errorf("store %q: %w", s.entry, err)
+				return fmt.Errorf("store %q%s: %w", s.entry, by, err)
 			}
 			digests[i] = d
 			return nil
@@ -163,7 +163,7 @@ func knownLayerDigests(ra io.ReaderAt, c *contents, secs []section) map[string]d
 	known := map[string]digest.Digest{}
 	for _, m := range c.mfsts {
 		cs, ok := resolve(m.Config)
-		if !ok || cs.size > jsonLimit {
+		if !ok || cs.size > c.maxJSON {
 			continue
 		}
 		var config struct {

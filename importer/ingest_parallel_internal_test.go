@@ -25,7 +25,7 @@ func TestImportIndexAtRefusesSparse(t *testing.T) {
 	}
 	count := func(r *io.SectionReader) io.Reader { return r }
 	// No content store: any write would panic.
-	_, err = ingester{}.importIndexAt(context.Background(), bytes.NewReader(data), int64(len(data)), count)
+	_, err = ingester{maxJSON: defaultMaxJSONSize, maxEntries: defaultMaxArchiveEntries}.importIndexAt(context.Background(), bytes.NewReader(data), int64(len(data)), count)
 	if !errors.Is(err, errSparse) {
 		t.Fatalf("importIndexAt = %v, want errSparse", err)
 	}

@@ -13,21 +13,23 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// jsonLimit bounds each metadata file of an archive read into memory.
-const jsonLimit = 20 << 20
-
 // contents is what a walk of an archive found besides the blobs' data: its
 // metadata files, its symlinks and the blobs written so far, by entry name.
+// What it keeps per entry is bounded by maxEntries, and each metadata file
+// by maxJSON.
 type contents struct {
-	ociLayout ocispec.ImageLayout
-	ociIndex  []byte // index.json, decoded only for an OCI layout
-	mfsts     []dockerManifest
-	symlinks  map[string]string
-	blobs     map[string]ocispec.Descriptor
+	ociLayout  ocispec.ImageLayout
+	ociIndex   []byte // index.json, decoded only for an OCI layout
+	mfsts      []dockerManifest
+	symlinks   map[string]string
+	blobs      map[string]ocispec.Descriptor
+	maxJSON    int64
+	maxEntries int
+	entries    int // seen so far
 }
 
-func newContents() *contents {
-	return &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}}
+func newContents(maxJSON int64, maxEntries int) *contents {
+	return &contents{symlinks: map[string]string{}, blobs: map[string]ocispec.Descriptor{}, maxJSON: maxJSON, maxEntries: maxEntries}
 }
 
 // walk calls f for each blob entry of tr (see nextBlob), with tr positioned
@@ -56,7 +58,10 @@ func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 	for {
 		hdr, err := tr.Next()
 		if err != nil {
-			return nil, "", err
+			return nil, "", readFailure(err)
+		}
+		if c.entries++; c.entries > c.maxEntries {
+			return nil, "", tooManyEntries(c.maxEntries)
 		}
 		if hdr.Typeflag == tar.TypeSymlink {
 			c.symlinks[hdr.Name] = path.Join(path.Dir(hdr.Name), hdr.Linkname)
@@ -66,26 +71,47 @@ func (c *contents) nextBlob(tr *tar.Reader) (*tar.Header, string, error) {
 			continue
 		}
 		name := path.Clean(hdr.Name)
-		switch name {
-		case ocispec.ImageLayoutFile:
-			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.ociLayout); err != nil {
-				return nil, "", fmt.Errorf("read OCI layout file %q: %w", hdr.Name, err)
+		if err := c.readMetadata(tr, hdr, name); !errors.Is(err, errNotMetadata) {
+			if err != nil {
+				return nil, "", err
 			}
-		case ocispec.ImageIndexFile:
-			if hdr.Size > jsonLimit {
-				return nil, "", fmt.Errorf("OCI index %q is larger than %d MiB", hdr.Name, jsonLimit>>20)
-			}
-			if c.ociIndex, err = io.ReadAll(tr); err != nil {
-				return nil, "", fmt.Errorf("read OCI index %q: %w", hdr.Name, err)
-			}
-		case "manifest.json":
-			if err := json.NewDecoder(io.LimitReader(tr, jsonLimit)).Decode(&c.mfsts); err != nil {
-				return nil, "", fmt.Errorf("read docker manifest %q: %w", hdr.Name, err)
-			}
-		default:
-			return hdr, name, nil
+			continue
+		}
+		return hdr, name, nil
+	}
+}
+
+// errNotMetadata is readMetadata's answer for an entry that is a blob.
+var errNotMetadata = errors.New("not a metadata file")
+
+// readMetadata reads the entry name if it is one of the metadata files, or
+// returns errNotMetadata.
+func (c *contents) readMetadata(tr *tar.Reader, hdr *tar.Header, name string) error {
+	switch name {
+	case ocispec.ImageLayoutFile, ocispec.ImageIndexFile, "manifest.json":
+	default:
+		return errNotMetadata
+	}
+	if hdr.Size > c.maxJSON {
+		return tooLarge(name, c.maxJSON)
+	}
+	b, err := io.ReadAll(tr)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", name, readFailure(err))
+	}
+	switch name {
+	case ocispec.ImageLayoutFile:
+		if err := json.Unmarshal(b, &c.ociLayout); err != nil {
+			return invalid(fmt.Errorf("decode %s: %w", name, err))
+		}
+	case ocispec.ImageIndexFile:
+		c.ociIndex = b
+	default:
+		if c.mfsts, err = parseDockerManifests(b); err != nil {
+			return invalid(fmt.Errorf("decode %s: %w", name, err))
 		}
 	}
+	return nil
 }
 
 // digestOfName is the digest an OCI layout entry "blobs/<alg>/<hex>" names,

@@ -53,7 +53,7 @@ var (
 	retagResult = []string{ResultSuccess, ResultFailure}
 	// refusalReasons are the bounds a file may hit, the values of the
 	// "reason" label of imagedrop_import_refusals_total.
-	refusalReasons = []string{"free_space", "decompressed_size", "list_size", "list_references"}
+	refusalReasons = []string{"free_space", "decompressed_size", "list_size", "list_references", "json_size", "archive_entries"}
 )
 
 // The values each label accepts, for the tests of the packages that report
@@ -135,7 +135,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		filesInvalid: gauge("files_invalid",
 			"Files among imagedrop_files_failing that failed for good (the file is bad: it does not parse, a limit was hit); they are retried only when they change."),
 		refusals: counterVec("import_refusals_total",
-			"Files refused by a bound of the node's resources, by reason (free_space, decompressed_size, list_size, list_references).", "reason"),
+			"Files refused by a bound of imagedrop's or the node's resources, by reason (free_space, decompressed_size, list_size, list_references, json_size, archive_entries).", "reason"),
 		archiveBytes: counter("archive_bytes_read_total",
 			"Bytes of archive files gone through, as stored on disk (compressed); blobs skipped because containerd had them count too."),
 		imagesImported: counter("images_imported_total", "Images imported into containerd from archives."),

@@ -48,6 +48,8 @@ var flagCases = map[string]flagCase{
 	"max-expansion-floor": {"1GiB", "2Gi", "2GiB", "512MiB", "512MiB", both},
 	"containerd-root":     {"/var/lib/containerd", "/env/containerd", "/env/containerd", "/arg/containerd", "/arg/containerd", both},
 	"min-free-space":      {"15%", "20Gi", "20GiB", "12.5%", "12.5%", both},
+	"max-json-size":       {"16MiB", "32Mi", "32MiB", "1MiB", "1MiB", both},
+	"max-archive-entries": {"100000", "5000", "5000", "200000", "200000", both},
 	"pull-concurrency":    {"3", "5", "5", "7", "7", both},
 	"pull-timeout":        {"30m0s", "90s", "1m30s", "2h", "2h0m0s", both},
 	"pull-auth":           {"", "/env/config.json", "/env/config.json", "/arg/config.json", "/arg/config.json", both},

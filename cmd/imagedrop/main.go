@@ -119,6 +119,8 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.Var(sizeFlag{&c.importer.MaxExpansionFloor}, "max-expansion-floor", "a compressed file may always decompress to this much, e.g. 1GiB")
 	fs.StringVar(&c.importer.ContainerdRoot, "containerd-root", c.importer.ContainerdRoot, "containerd's root directory, whose filesystem's free space imports keep above --min-free-space (a path that does not exist turns the check off)")
 	fs.Var(minFreeFlag{&c.importer.MinFreeSpace}, "min-free-space", "free space imports leave on --containerd-root's filesystem: a percentage (15%) or a size (20Gi)")
+	fs.Var(sizeFlag{&c.importer.MaxJSONSize}, "max-json-size", "largest JSON document of an archive read into memory (manifest.json, index.json, manifests, configs)")
+	fs.IntVar(&c.importer.MaxArchiveEntries, "max-archive-entries", c.importer.MaxArchiveEntries, "most entries one archive's tar may hold")
 	fs.IntVar(&c.importer.PullConcurrency, "pull-concurrency", c.importer.PullConcurrency, "references of one image list pulled at once")
 	fs.DurationVar(&c.importer.PullTimeout, "pull-timeout", c.importer.PullTimeout, "time allowed to pull one listed reference, retries included")
 	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
