@@ -72,7 +72,11 @@ func TestDaemonSet(t *testing.T) {
 	// images built in code around static binaries.
 	work := t.TempDir()
 	imagedropBin := buildStatic(t, work, "./cmd/imagedrop")
-	idArchive, idIndex := buildImageArchive(t, work)
+	repo, tag, _ := strings.Cut(imagedropImage, ":")
+	idArchive, idIndex, err := harness.BuildImageArchive(work, repo, tag, "v0.0.0-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pauseBin := buildStatic(t, work, "./e2e/k8s/testdata/pause")
 	helloBin := buildStatic(t, work, "./e2e/k8s/testdata/hello")
 	var pauses []*harness.Image

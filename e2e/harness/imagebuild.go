@@ -1,4 +1,4 @@
-package k8s
+package harness
 
 import (
 	"archive/tar"
@@ -9,30 +9,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"testing"
+	"runtime"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// buildImageArchive builds the imagedrop image as `make image` does (the
-// same program, both platforms), named imagedropImage, into dir, and
-// returns the archive's path and the digest of the image index it names.
-func buildImageArchive(t *testing.T, dir string) (string, string) {
-	t.Helper()
-	repo, tag, _ := strings.Cut(imagedropImage, ":")
+// BuildImageArchive builds the imagedrop image as `make image` does (the
+// same program, both platforms), named repo:tag, with version as the
+// binary's version, into dir; it returns the archive's path and the digest
+// of the image index its index.json names.
+func BuildImageArchive(dir, repo, tag, version string) (string, string, error) {
+	_, file, _, _ := runtime.Caller(0)
 	out := filepath.Join(dir, "imagedrop-image.tar")
 	cmd := exec.Command("go", "run", "./deploy/imagebuild", "-out", out, "-repository", repo, "-tag", tag,
-		"-version", "v0.0.0-e2e", "-revision", "e2e")
-	cmd.Dir = moduleRoot()
+		"-version", version, "-revision", "e2e")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go run ./deploy/imagebuild: %v\n%s", err, b)
+		return "", "", fmt.Errorf("go run ./deploy/imagebuild: %w\n%s", err, b)
 	}
-	digest, err := archiveIndex(out, imagedropImage)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out, digest
+	digest, err := archiveIndex(out, repo+":"+tag)
+	return out, digest, err
 }
 
 // archiveIndex is the digest of the entry of the OCI archive at path's
