@@ -6,14 +6,25 @@ CONTAINERD2 := $(CACHE)/containerd-v2.4.2/bin/containerd
 CRICTL := $(CACHE)/bin/crictl
 BIN := bin/imagedrop
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE := bin/imagedrop-image.tar
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build setup demo test test-k8s test-unit lint bench clean
+.PHONY: all build image setup demo test test-k8s test-unit lint bench clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/imagedrop
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(REVISION)" -o $(BIN) ./cmd/imagedrop
+
+# The container image, without a Docker engine or registry: static binaries
+# for linux/amd64 and linux/arm64 on an empty base, as one multi-platform OCI
+# archive named ghcr.io/imagedrop/imagedrop:$(VERSION) (deploy/imagebuild).
+# Load it with `imagedrop import`, `ctr -n k8s.io images import`, `docker
+# load` or skopeo's oci-archive: transport.
+image:
+	$(GO) run ./deploy/imagebuild -out $(IMAGE) -version $(VERSION) -revision "$(REVISION)" -source-date-epoch $(SOURCE_DATE_EPOCH)
 
 # Installs containerd, docker-registry, prometheus, zstd, lz4, etcd, the CNI
 # plugins, and builds containerd 2.x and the Kubernetes node binaries into

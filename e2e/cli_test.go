@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -136,8 +138,32 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
-	stdout, _, code := imagedrop(t, nil, "version")
-	if code != 0 || !strings.HasPrefix(stdout, "imagedrop ") {
-		t.Errorf("version: exit %d, %q", code, stdout)
+}
+
+// TestVersionCommand checks what the built binary says of itself: its
+// version, commit (none set by the harness's build: "unknown", or the
+// revision Go stamped from git) and the Go that built it.
+func TestVersionCommand(t *testing.T) {
+	stdout, stderr, code := imagedrop(t, nil, "version")
+	goVersion, err := exec.Command("go", "env", "GOVERSION").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(stdout, "\n")
+	wantGo := "go: " + strings.TrimSpace(string(goVersion)) + " " + runtime.GOOS + "/" + runtime.GOARCH
+	switch {
+	case code != 0 || stderr != "":
+		t.Fatalf("version: exit %d, stderr %q", code, stderr)
+	case len(lines) != 4 || lines[3] != "":
+		t.Fatalf("version printed %q; want 3 lines", stdout)
+	case lines[0] != "imagedrop dev":
+		t.Errorf("version line %q; want %q (no -X main.version)", lines[0], "imagedrop dev")
+	case !regexp.MustCompile(`^commit: (unknown|[0-9a-f]{40}( \(modified\))?)$`).MatchString(lines[1]):
+		t.Errorf("commit line %q; want unknown or a git revision", lines[1])
+	case lines[2] != wantGo:
+		t.Errorf("go line %q; want %q", lines[2], wantGo)
+	}
+	if _, stderr, code := imagedrop(t, nil, "version", "--short"); code != 2 || !strings.Contains(stderr, "no arguments") {
+		t.Errorf("version --short: exit %d, stderr %q; want 2 and a usage error", code, stderr)
 	}
 }

@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -24,9 +22,6 @@ import (
 	"github.com/imagedrop/imagedrop/importer"
 	"github.com/imagedrop/imagedrop/watcher"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -76,8 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "watch":
 		return runWatch(ctx, rest, stdout, stderr)
 	case "version":
-		fmt.Fprintf(stdout, "imagedrop %s %s\n", buildVersion(), runtime.Version())
-		return nil
+		return runVersion(rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -85,16 +79,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return usageError{fmt.Errorf("unknown command %q", cmd)}
 	}
-}
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
 
 // commonConfig is what every command that talks to containerd needs.

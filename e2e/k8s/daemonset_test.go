@@ -40,8 +40,9 @@ const (
 var pauseImages = []string{"registry.k8s.io/pause:3.10.2", "registry.k8s.io/pause:3.10.1"}
 
 // TestDaemonSet deploys deploy/ with kubectl apply -k on a single-node
-// cluster whose containerd is private to the test, waits for the imagedrop
-// pod to be Ready, drops an archive into the node's images directory and
+// cluster whose containerd is private to the test, running the image archive
+// `make image` builds (imported onto the node with imagedrop import), waits
+// for the imagedrop pod to be Ready, drops an archive into the node's images directory and
 // runs a pod from the image imagedrop imported, with imagePullPolicy Never.
 func TestDaemonSet(t *testing.T) {
 	if testing.Short() {
@@ -67,9 +68,15 @@ func TestDaemonSet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 
-	// Images, built in code around static binaries.
+	// The imagedrop image as `make image` builds it; the node's other
+	// images built in code around static binaries.
 	work := t.TempDir()
 	imagedropBin := buildStatic(t, work, "./cmd/imagedrop")
+	repo, tag, _ := strings.Cut(imagedropImage, ":")
+	idArchive, idIndex, err := harness.BuildImageArchive(work, repo, tag, "v0.0.0-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pauseBin := buildStatic(t, work, "./e2e/k8s/testdata/pause")
 	helloBin := buildStatic(t, work, "./e2e/k8s/testdata/hello")
 	var pauses []*harness.Image
@@ -77,7 +84,6 @@ func TestDaemonSet(t *testing.T) {
 		pauses = append(pauses, runnableImage(t, name, "pause", pauseBin))
 	}
 	pauseArchive := writeDockerSave(t, filepath.Join(work, "pause.tar"), pauses...)
-	idArchive := writeDockerSave(t, filepath.Join(work, "imagedrop.tar"), runnableImage(t, imagedropImage, "imagedrop", imagedropBin, "watch"))
 	hello := runnableImage(t, helloImage, "hello", helloBin)
 	timings.mark("build binaries and images")
 
@@ -101,7 +107,12 @@ func TestDaemonSet(t *testing.T) {
 		pauseArchive, idArchive).CombinedOutput(); err != nil {
 		t.Fatalf("imagedrop import: %v\n%s", err, out)
 	}
-	timings.mark("start containerd, import pause and imagedrop images")
+	client := c.Client(t)
+	cctx := namespaces.WithNamespace(ctx, criNamespace)
+	if img, err := client.ImageService().Get(cctx, imagedropImage); err != nil || img.Target.Digest.String() != idIndex {
+		t.Fatalf("%s after import: %+v, %v; want the archive's image index %s", imagedropImage, img.Target, err, idIndex)
+	}
+	timings.mark("start containerd, import pause and the make image archive")
 
 	// libcni's cache, which containerd's CNI library keeps outside its
 	// configuration; removed at the end if the test made it.
@@ -155,6 +166,10 @@ func TestDaemonSet(t *testing.T) {
 		return nil
 	})
 	timings.mark("kubectl apply -k until the imagedrop pod is Ready")
+	// The pod runs the archive's binary: the version it was built with.
+	if m, err := getNode(ctx, port, "/metrics"); err != nil || !strings.Contains(string(m), `version="v0.0.0-e2e"`) {
+		t.Errorf("imagedrop_build_info of the pod: %v; want version v0.0.0-e2e\n%s", err, lastLines(grepLines(string(m), "build_info"), 5))
+	}
 
 	// An archive dropped onto the node (written under a hidden name and
 	// renamed in, as rsync does) becomes a pinned image in the CRI's namespace.
@@ -164,8 +179,6 @@ func TestDaemonSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropped := time.Now()
-	client := c.Client(t)
-	cctx := namespaces.WithNamespace(ctx, criNamespace)
 	waitFor(ctx, t, "hello image in containerd, pinned", func() error {
 		img, err := client.ImageService().Get(cctx, helloImage)
 		if err != nil {
@@ -522,23 +535,32 @@ type (
 )
 
 func getStatus(ctx context.Context, port int, v *statusDoc) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/status", port), nil)
+	b, err := getNode(ctx, port, "/status")
 	if err != nil {
 		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("/status: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/status: %d %v %s", resp.StatusCode, err, b)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("/status: %w\n%s", err, b)
 	}
 	return nil
+}
+
+// getNode GETs path from imagedrop's port on the node.
+func getNode(ctx context.Context, port int, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %d %v %s", path, resp.StatusCode, err, b)
+	}
+	return b, nil
 }
 
 // waitFor polls cond every 250ms until it returns nil, failing the test
@@ -575,6 +597,16 @@ func (tm *timings) mark(step string) {
 	now := time.Now()
 	tm.t.Logf("%-60s %6.1fs (at %5.1fs)", step, now.Sub(tm.last).Seconds(), now.Sub(tm.start).Seconds())
 	tm.last = now
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func lastLines(s string, n int) string {
