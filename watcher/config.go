@@ -23,6 +23,10 @@ type Config struct {
 	Rescan time.Duration
 	// Match tells which files to process, and their kind; required.
 	Match Matcher
+	// Companion, if set, tells the file a companion (a signature or
+	// checksum beside it, not an input of its own) belongs to: when one
+	// appears, changes or goes, its file is processed again.
+	Companion func(path string) (file string, ok bool)
 	// StateFile remembers what was done for which file across restarts.
 	// Empty keeps the state in memory only.
 	StateFile string

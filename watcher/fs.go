@@ -222,6 +222,9 @@ func (l *loop) event(ev fsnotify.Event) {
 	if hiddenPath(rel) {
 		return
 	}
+	if l.companionChanged(name) {
+		return
+	}
 	if removed {
 		l.gone(name)
 	}

@@ -67,6 +67,26 @@ func (l *loop) pendFile(name, dir string, probe bool, wait time.Duration) {
 	l.pend[name] = &pending{probe: probe, last: st, deadline: time.Now().Add(wait)}
 }
 
+// companionChanged runs again the file that name, if it is a companion
+// (Config.Companion), belongs to, and reports whether it is one. A file
+// still settling is left to settle.
+func (l *loop) companionChanged(name string) bool {
+	if l.w.cfg.Companion == nil {
+		return false
+	}
+	path, ok := l.w.cfg.Companion(name)
+	if !ok {
+		return false
+	}
+	f := l.w.files[path]
+	if _, settling := l.pend[path]; f == nil || settling {
+		return true
+	}
+	l.w.log.Debug("companion_changed", "path", path, "companion", name)
+	l.ready(path, f.seen)
+	return true
+}
+
 // settle checks the pending files whose deadline passed.
 func (l *loop) settle(now time.Time) {
 	var due []string

@@ -1020,3 +1020,37 @@ func TestUntrustedEntries(t *testing.T) {
 		t.Errorf("status of a link within the directory: size %d, want its target's %d", f.Size, len("twelve bytes"))
 	}
 }
+
+// TestCompanionRerunsItsFile checks that a companion file (a signature
+// beside an archive) is no input of its own, and that its arrival runs its
+// file again at once, with the backoff forgotten.
+func TestCompanionRerunsItsFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.tar")
+	put(t, path, "a")
+	p := &fakeProc{fn: func(_ context.Context, path string, _ int) (watcher.Outcome, error) {
+		if _, err := os.Stat(path + ".sig"); err != nil {
+			return watcher.Outcome{}, errors.New("no signature for a.tar yet")
+		}
+		return watcher.Outcome{Images: []string{"img/a"}}, nil
+	}}
+	cfg := testConfig(t, dir)
+	cfg.RetryMin, cfg.RetryMax = time.Hour, time.Hour // only the companion can bring it back
+	cfg.Companion = func(p string) (string, bool) {
+		if f, ok := strings.CutSuffix(p, ".sig"); ok {
+			return f, true
+		}
+		return "", false
+	}
+	r := start(t, cfg, p, &fakeImages{}, nil)
+	r.waitState(t, "a.tar", watcher.StateFailed)
+	moveIn(t, path+".sig", "signature")
+	r.waitState(t, "a.tar", watcher.StateDone)
+	if _, ok := r.file("a.tar.sig"); ok {
+		t.Error("the companion is in Status as a file of its own")
+	}
+	if n := p.count(path + ".sig"); n != 0 {
+		t.Errorf("the companion was processed %d times, want never", n)
+	}
+}
