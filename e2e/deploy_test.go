@@ -472,6 +472,28 @@ func TestDeployBase(t *testing.T) {
 		}
 	})
 
+	t.Run("listens on the node's IP only", func(t *testing.T) {
+		host, _, _ := strings.Cut(cfg.get("listen-address"), ":")
+		i := slices.IndexFunc(c.Env, func(e struct {
+			Name      string          `json:"name"`
+			Value     string          `json:"value"`
+			ValueFrom json.RawMessage `json:"valueFrom"`
+		}) bool {
+			return e.Name == "HOST_IP"
+		})
+		var from struct {
+			FieldRef struct {
+				FieldPath string `json:"fieldPath"`
+			} `json:"fieldRef"`
+		}
+		if i >= 0 {
+			_ = json.Unmarshal(c.Env[i].ValueFrom, &from)
+		}
+		if host != "$(HOST_IP)" || from.FieldRef.FieldPath != "status.hostIP" {
+			t.Errorf("listen address %q, HOST_IP from %q; want $(HOST_IP) from the downward API's status.hostIP", cfg.get("listen-address"), from.FieldRef.FieldPath)
+		}
+	})
+
 	t.Run("probes", func(t *testing.T) {
 		_, portStr, ok := strings.Cut(cfg.get("listen-address"), ":")
 		port, err := strconv.Atoi(portStr)

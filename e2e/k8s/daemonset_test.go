@@ -417,7 +417,7 @@ spec:
             - name: IMAGEDROP_CONTAINERD_ADDRESS
               value: /run/containerd/%[1]s
             - name: IMAGEDROP_LISTEN_ADDRESS
-              value: ":%[2]d"
+              value: "$(HOST_IP):%[2]d"
             - name: IMAGEDROP_LOG_LEVEL
               value: debug
           startupProbe:
