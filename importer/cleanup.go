@@ -55,7 +55,6 @@ func newInstance() string {
 type leftovers struct {
 	mu      sync.Mutex
 	cleaned bool
-	retryAt time.Time // when to look again at leases spared for a live owner
 	own     []leases.Lease
 }
 
@@ -85,15 +84,11 @@ func (im *Importer) Cleanup(ctx context.Context) error {
 	}
 	im.left.own = kept
 	if !im.left.cleaned {
-		n, spared, err := im.releaseStale(ctx)
+		n, err := im.releaseStale(ctx)
 		if err == nil {
-			im.left.cleaned = spared == 0
-			im.left.retryAt = time.Now().Add(presenceTTL)
+			im.left.cleaned = true
 			if n > 0 {
 				im.log.Info("stale_leases_released", "count", n)
-			}
-			if spared > 0 {
-				im.log.Info("leases_of_live_process_spared", "count", spared, "look_again_in", presenceTTL)
 			}
 		}
 		errs = append(errs, err)
@@ -101,33 +96,24 @@ func (im *Importer) Cleanup(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// releaseStale releases the import leases of other Importers that are not
-// alive (presence.go), and returns how many it released and how many it
-// spared because their Importer is alive.
-func (im *Importer) releaseStale(ctx context.Context) (released, spared int, err error) {
-	alive, err := im.aliveInstances(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
+// releaseStale releases the import leases of other Importers and returns
+// how many it released.
+func (im *Importer) releaseStale(ctx context.Context) (int, error) {
 	ls, err := im.client.LeasesService().List(ctx, fmt.Sprintf("labels.%q==%s", LabelLease, leaseImport))
 	if err != nil {
-		return 0, 0, fmt.Errorf("list leases: %w", err)
+		return 0, fmt.Errorf("list leases: %w", err)
 	}
+	n := 0
 	for _, l := range ls {
-		owner := l.Labels[labelInstance]
-		switch {
-		case l.Labels[LabelLease] != leaseImport || owner == im.instance:
-			continue
-		case alive[owner]:
-			spared++
+		if l.Labels[LabelLease] != leaseImport || l.Labels[labelInstance] == im.instance {
 			continue
 		}
 		if err := im.releaseFailed(ctx, l); err != nil {
-			return released, spared, err
+			return n, err
 		}
-		released++
+		n++
 	}
-	return released, spared, nil
+	return n, nil
 }
 
 // releaseFailed releases the lease of an import that did not finish: it
@@ -190,7 +176,7 @@ func (im *Importer) abortIngest(ctx context.Context, ref string) error {
 // import goes on (it fails itself if containerd is away).
 func (im *Importer) cleanupFirst(ctx context.Context) {
 	im.left.mu.Lock()
-	pending := !im.left.cleaned && !time.Now().Before(im.left.retryAt) || len(im.left.own) > 0
+	pending := !im.left.cleaned || len(im.left.own) > 0
 	im.left.mu.Unlock()
 	if !pending {
 		return

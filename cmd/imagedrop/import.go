@@ -82,10 +82,6 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	cleanup(ctx, im, log)
-	liveCtx, stopLive := context.WithCancel(ctx)
-	lived := make(chan error, 1)
-	go func() { lived <- im.Live(liveCtx) }()
-	defer func() { stopLive(); <-lived }()
 
 	paths := cfg.files
 	outcomes := importAll(ctx, im, paths, cfg.workers)

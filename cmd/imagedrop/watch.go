@@ -111,11 +111,8 @@ func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
 	srv := metrics.NewServer(cfg.server, log.With("component", "http"), reg, probes{w: w, client: client})
 
 	g, ctx := errgroup.WithContext(ctx)
-	// Alive until the watcher's last job ends, past ctx, in its grace.
-	liveCtx, stopLive := context.WithCancel(context.WithoutCancel(ctx))
-	g.Go(func() error { return im.Live(liveCtx) })
 	g.Go(func() error { cleanup(ctx, im, log); return nil })
-	g.Go(func() error { defer stopLive(); return w.Run(ctx) })
+	g.Go(func() error { return w.Run(ctx) })
 	g.Go(func() error { return srv.Run(ctx) })
 	if err := g.Wait(); err != nil {
 		return err
