@@ -45,7 +45,7 @@ lint: setup
 # All tests against the real services: first Debian's containerd 1.6 (e2e/k8s
 # always runs its own containerd 2.x and Kubernetes), then the importer and
 # end-to-end tests again on containerd 2.x. CI runs this.
-test: setup lint
+test: setup lint build
 	$(GO) test $(GOTEST_FLAGS) ./...
 	IMAGEDROP_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test $(GOTEST_FLAGS) ./importer/... $$($(GO) list ./e2e/... | grep -v /e2e/k8s)
 

@@ -428,6 +428,10 @@ spec:
         - name: containerd
           hostPath:
             path: %[3]s
+        # The test's containerd keeps its root beside its socket.
+        - name: containerd-root
+          hostPath:
+            path: %[3]s/root
         - name: images
           hostPath:
             path: %[4]s
