@@ -129,40 +129,8 @@ func StartKubernetes(t testing.TB, cfg KubernetesConfig) *Kubernetes {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	if err := k.writeFiles(); err != nil {
-		t.Fatal(err)
-	}
-	etcdAddr, peerAddr := freeAddr(t), freeAddr(t)
-	k.start(t, "etcd", cfg.Etcd,
-		"--name", "default",
-		"--data-dir", filepath.Join(dir, "etcd"),
-		"--listen-client-urls", "http://"+etcdAddr, "--advertise-client-urls", "http://"+etcdAddr,
-		"--listen-peer-urls", "http://"+peerAddr, "--initial-advertise-peer-urls", "http://"+peerAddr,
-		"--initial-cluster", "default=http://"+peerAddr,
-		"--log-level", "warn")
-	k.waitHTTP(ctx, t, "etcd", "http://"+etcdAddr+"/health")
-
-	apiAddr := freeAddr(t)
-	k.Server = "https://" + apiAddr
-	_, apiPort, _ := net.SplitHostPort(apiAddr)
-	if err := k.writeKubeconfig(); err != nil {
-		t.Fatal(err)
-	}
+	k.startAPIServer(ctx, t, cfg.Etcd, cfg.BinDir)
 	bin := func(name string) string { return filepath.Join(cfg.BinDir, name) }
-	k.start(t, "kube-apiserver", bin("kube-apiserver"),
-		"--etcd-servers", "http://"+etcdAddr,
-		"--bind-address", "127.0.0.1", "--secure-port", apiPort,
-		"--cert-dir", filepath.Join(dir, "pki", "apiserver"),
-		"--token-auth-file", filepath.Join(dir, "tokens.csv"),
-		"--authorization-mode", "RBAC",
-		"--service-account-issuer", "https://kubernetes.default.svc",
-		"--service-account-key-file", filepath.Join(dir, "sa.key"),
-		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range", "10.0.0.0/24",
-		"--endpoint-reconciler-type", "none",
-		"--enable-priority-and-fairness=false",
-		"--profiling=false")
-	k.waitHTTP(ctx, t, "kube-apiserver", k.Server+"/readyz")
 
 	kcmAddr, schedAddr := freeAddr(t), freeAddr(t)
 	_, kcmPort, _ := net.SplitHostPort(kcmAddr)
@@ -201,6 +169,47 @@ func StartKubernetes(t testing.TB, cfg KubernetesConfig) *Kubernetes {
 	k.waitHTTP(ctx, t, "kubelet", "http://"+healthzAddr+"/healthz")
 	k.waitNodeReady(ctx, t)
 	return k
+}
+
+// startAPIServer starts etcd and kube-apiserver, and waits until both
+// answer.
+func (k *Kubernetes) startAPIServer(ctx context.Context, t testing.TB, etcd, binDir string) {
+	t.Helper()
+	dir := k.Dir
+	if err := k.writeFiles(); err != nil {
+		t.Fatal(err)
+	}
+	etcdAddr, peerAddr := freeAddr(t), freeAddr(t)
+	k.start(t, "etcd", etcd,
+		"--name", "default",
+		"--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", "http://"+etcdAddr, "--advertise-client-urls", "http://"+etcdAddr,
+		"--listen-peer-urls", "http://"+peerAddr, "--initial-advertise-peer-urls", "http://"+peerAddr,
+		"--initial-cluster", "default=http://"+peerAddr,
+		"--log-level", "warn")
+	k.waitHTTP(ctx, t, "etcd", "http://"+etcdAddr+"/health")
+
+	apiAddr := freeAddr(t)
+	k.Server = "https://" + apiAddr
+	_, apiPort, _ := net.SplitHostPort(apiAddr)
+	if err := k.writeKubeconfig(); err != nil {
+		t.Fatal(err)
+	}
+	k.start(t, "kube-apiserver", filepath.Join(binDir, "kube-apiserver"),
+		"--etcd-servers", "http://"+etcdAddr,
+		"--bind-address", "127.0.0.1", "--secure-port", apiPort,
+		"--cert-dir", filepath.Join(dir, "pki", "apiserver"),
+		"--token-auth-file", filepath.Join(dir, "tokens.csv"),
+		"--authorization-mode", "RBAC",
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", filepath.Join(dir, "sa.key"),
+		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
+		"--service-cluster-ip-range", "10.0.0.0/24",
+		"--endpoint-reconciler-type", "none",
+		"--enable-priority-and-fairness=false",
+		"--profiling=false")
+	k.waitHTTP(ctx, t, "kube-apiserver", k.Server+"/readyz")
+
 }
 
 func (k *Kubernetes) writeFiles() error {
