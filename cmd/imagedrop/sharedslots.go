@@ -46,7 +46,7 @@ type leaseSlots struct {
 	// that one job never mistakes another job's fresh Lease (its holder is
 	// this node) for one left by an earlier run of this node.
 	mu   sync.Mutex
-	held map[string]bool           // slot names this process holds
+	held map[string]bool          // slot names this process holds
 	seen map[string]leaseSighting // per slot, its version as first seen unchanged
 }
 
