@@ -141,6 +141,12 @@ type (
 			Name     string `json:"name"`
 			Optional *bool  `json:"optional"`
 		} `json:"configMap"`
+		NFS *struct {
+			ReadOnly bool `json:"readOnly"`
+		} `json:"nfs"`
+		PersistentVolumeClaim *struct {
+			ReadOnly bool `json:"readOnly"`
+		} `json:"persistentVolumeClaim"`
 	}
 	service struct {
 		Spec struct {
@@ -353,7 +359,16 @@ func daemonPod(t *testing.T, objs []k8sObject) (daemonSet, container, daemonConf
 			continue
 		}
 		if len(e.ValueFrom) > 0 {
-			t.Errorf("%s comes from valueFrom; the test cannot check it", e.Name)
+			// Only the node's name, which any flag that takes a string
+			// accepts; the test stands in a name for it.
+			var from struct {
+				FieldRef struct{ FieldPath string } `json:"fieldRef"`
+			}
+			if err := json.Unmarshal(e.ValueFrom, &from); err != nil || from.FieldRef.FieldPath != "spec.nodeName" {
+				t.Errorf("%s comes from valueFrom %s; the test can check only spec.nodeName", e.Name, e.ValueFrom)
+			}
+			cfg.env[e.Name] = "node-from-downward-api"
+			continue
 		}
 		cfg.env[e.Name] = e.Value
 	}
@@ -385,24 +400,7 @@ func TestDeployBase(t *testing.T) {
 		if len(cfg.env) == 0 {
 			t.Fatal("the DaemonSet sets no IMAGEDROP_* variable")
 		}
-		known := map[string]bool{}
-		for f := range cfg.flags {
-			known[flagEnvName(f)] = true
-		}
-		env := []string{"PATH=" + os.Getenv("PATH")}
-		for name, v := range cfg.env {
-			if !known[name] {
-				t.Errorf("%s is no flag of imagedrop watch (flags: %v)", name, slices.Sorted(maps.Keys(cfg.flags)))
-			}
-			env = append(env, name+"="+v)
-		}
-		// Every value must parse as its flag: the environment is applied
-		// before -h is seen, and a bad value exits 2.
-		cmd := exec.Command(imagedropBin, "watch", "-h")
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("imagedrop watch -h with the DaemonSet's environment: %v\n%s", err, out)
-		}
+		checkEnvParses(t, cfg)
 		if got := cfg.env["IMAGEDROP_LOG_FORMAT"]; got != "json" {
 			t.Errorf("IMAGEDROP_LOG_FORMAT = %q, want json", got)
 		}
@@ -627,6 +625,30 @@ func TestDeployBase(t *testing.T) {
 			t.Errorf("Service ports = %+v, want one with targetPort metrics", svc.Spec.Ports)
 		}
 	})
+}
+
+// checkEnvParses checks that every IMAGEDROP_* variable of the pod is the
+// twin of a flag of imagedrop watch, and parses as it.
+func checkEnvParses(t *testing.T, cfg daemonConfig) {
+	t.Helper()
+	known := map[string]bool{}
+	for f := range cfg.flags {
+		known[flagEnvName(f)] = true
+	}
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	for name, v := range cfg.env {
+		if !known[name] {
+			t.Errorf("%s is no flag of imagedrop watch (flags: %v)", name, slices.Sorted(maps.Keys(cfg.flags)))
+		}
+		env = append(env, name+"="+v)
+	}
+	// Every value must parse as its flag: the environment is applied
+	// before -h is seen, and a bad value exits 2.
+	cmd := exec.Command(imagedropBin, "watch", "-h")
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("imagedrop watch -h with the DaemonSet's environment: %v\n%s", err, out)
+	}
 }
 
 func TestDeployK3sExample(t *testing.T) {

@@ -70,6 +70,11 @@ var flagCases = map[string]flagCase{
 	"max-list-size":       {"1MiB", "64Ki", "64KiB", "2Mi", "2MiB", both},
 	"list-sample":         {"50", "10", "10", "5", "5", both},
 	"max-error-length":    {"512", "256", "256", "1024", "1024", both},
+	"shared-import-slots": {"0", "2", "2", "1", "1", watchOnly},
+	"node-name":           {"", "env-node", "env-node", "arg-node", "arg-node", watchOnly},
+	"kubeconfig":          {"", "/env/kubeconfig", "/env/kubeconfig", "/arg/kubeconfig", "/arg/kubeconfig", watchOnly},
+	"lease-namespace":     {"", "env-ns", "env-ns", "arg-ns", "arg-ns", watchOnly},
+	"lease-duration":      {"30s", "1m", "1m0s", "5s", "5s", watchOnly},
 }
 
 // commandFlags returns a command's flag set, bound to a fresh configuration.
@@ -328,6 +333,8 @@ func TestParseCommandErrors(t *testing.T) {
 		{"watch workers", "watch", env{"IMAGEDROP_WORKERS": "0"}, nil, "workers must be at least 1, got 0"},
 		{"watch retry", "watch", nil, []string{"--retry-max", "1s"}, "retry maximum 1s is below retry minimum 5s"},
 		{"watch log format", "watch", env{"IMAGEDROP_LOG_FORMAT": "yaml"}, nil, `--log-format "yaml": want text or json`},
+		{"shared slots", "watch", env{"IMAGEDROP_SHARED_IMPORT_SLOTS": "-1"}, nil, "--shared-import-slots must not be negative, got -1"},
+		{"lease duration", "watch", nil, []string{"--lease-duration", "1s"}, "--lease-duration must be at least 3s, got 1s"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -22,6 +22,7 @@ type watchConfig struct {
 	common  commonConfig
 	watcher watcher.Config
 	server  metrics.ServerConfig
+	shared  sharedConfig
 }
 
 func (c *watchConfig) register(fs *flag.FlagSet) {
@@ -41,6 +42,7 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.watcher.StallAfter, "stall-timeout", c.watcher.StallAfter, "how long a running job may make no progress before /healthz fails and /status marks it stalled (0: never)")
 	fs.DurationVar(&c.watcher.Grace, "shutdown-grace", c.watcher.Grace, "how long running jobs may finish after SIGTERM before they are cancelled")
 	fs.StringVar(&c.server.Address, "listen-address", c.server.Address, "address of the /metrics, /healthz, /readyz and /status server")
+	c.shared.register(fs)
 }
 
 func (c *watchConfig) validate() error {
@@ -48,6 +50,9 @@ func (c *watchConfig) validate() error {
 		return err
 	}
 	if err := c.watcher.Validate(); err != nil {
+		return err
+	}
+	if err := c.shared.validate(); err != nil {
 		return err
 	}
 	return c.server.Validate()
@@ -104,11 +109,15 @@ func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := watcher.New(cfg.watcher, log.With("component", "watcher"), processor{im}, im, m)
+	gate, err := newSharedGate(newSharedSlots(cfg.shared, log.With("component", "shared-slots")), cfg.watcher.RescanDirs)
 	if err != nil {
 		return err
 	}
-	srv := metrics.NewServer(cfg.server, log.With("component", "http"), reg, probes{w: w, client: client})
+	w, err := watcher.New(cfg.watcher, log.With("component", "watcher"), processor{im, gate}, im, m)
+	if err != nil {
+		return err
+	}
+	srv := metrics.NewServer(cfg.server, log.With("component", "http"), reg, probes{w: w, client: client, shared: gate})
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { cleanup(ctx, im, log); return nil })
@@ -129,11 +138,20 @@ var (
 	_ metrics.Probes    = probes{}
 )
 
-// processor hands the watcher's files to the importer.
-type processor struct{ im *importer.Importer }
+// processor hands the watcher's files to the importer; those of shared
+// directories hold a cluster-wide slot while they import.
+type processor struct {
+	im     *importer.Importer
+	shared *sharedGate
+}
 
 func (p processor) Process(ctx context.Context, f watcher.File) (watcher.Outcome, error) {
-	res, err := p.im.Process(ctx, importer.Input{Root: f.Root, Path: f.Path, Progress: f.Progress})
+	var res importer.Result
+	err := p.shared.run(ctx, f, func(ctx context.Context) error {
+		var err error
+		res, err = p.im.Process(ctx, importer.Input{Root: f.Root, Path: f.Path, Progress: f.Progress})
+		return err
+	})
 	return watcher.Outcome{Images: res.Images, Bytes: res.BytesRead, Detail: res}, err
 }
 
@@ -141,6 +159,7 @@ func (p processor) Process(ctx context.Context, f watcher.File) (watcher.Outcome
 type probes struct {
 	w      *watcher.Watcher
 	client *containerd.Client
+	shared *sharedGate
 }
 
 func (p probes) Healthy() error { return p.w.Healthy() }
@@ -155,4 +174,11 @@ func (p probes) Ready(ctx context.Context) (string, error) {
 	return p.w.Degraded(), nil
 }
 
-func (p probes) Status() any { return p.w.Status() }
+// status is /status: the watcher's, and the shared-import limit's when it
+// is on.
+type status struct {
+	watcher.Status
+	SharedImports *sharedStatus `json:"shared_imports,omitempty"`
+}
+
+func (p probes) Status() any { return status{Status: p.w.Status(), SharedImports: p.shared.status()} }

@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,4 +87,37 @@ func (k *Kubernetes) startAPIServer(ctx context.Context, t testing.TB, cfg Kuber
 		"--enable-priority-and-fairness=false",
 		"--profiling=false")
 	k.waitHTTP(ctx, t, "kube-apiserver", k.Server+"/readyz")
+}
+
+// FindAPIServer returns the configuration of a control plane of etcd and
+// kube-apiserver only, or an error naming what is missing.
+func FindAPIServer() (KubernetesConfig, error) {
+	cfg := KubernetesConfig{BinDir: os.Getenv(EnvKubernetesBin)}
+	if cfg.BinDir == "" {
+		cfg.BinDir = DefaultKubernetesBin
+	}
+	if _, err := os.Stat(filepath.Join(cfg.BinDir, "kube-apiserver")); err != nil {
+		return cfg, fmt.Errorf("missing kube-apiserver: %w (run e2e/setup.sh, or set %s)", err, EnvKubernetesBin)
+	}
+	etcd, err := exec.LookPath("etcd")
+	if err != nil {
+		return cfg, fmt.Errorf("missing etcd: %w (run e2e/setup.sh)", err)
+	}
+	cfg.Etcd = etcd
+	return cfg, nil
+}
+
+// RequireAPIServer starts etcd and kube-apiserver only (StartAPIServer),
+// for tests of API objects such as Leases. When the binaries are missing the
+// test is skipped, or fails under CI.
+func RequireAPIServer(t testing.TB) *Kubernetes {
+	t.Helper()
+	cfg, err := FindAPIServer()
+	if err != nil {
+		if InCI() {
+			t.Fatalf("kube-apiserver is required under CI: %v", err)
+		}
+		t.Skip(err)
+	}
+	return StartAPIServer(t, cfg)
 }

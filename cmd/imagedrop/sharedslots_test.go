@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/imagedrop/imagedrop/e2e/harness"
+)
+
+// leaseTestEnv is a real kube-apiserver and a namespace for slots in it.
+type leaseTestEnv struct {
+	cs *kubernetes.Clientset
+	ns string
+}
+
+func newLeaseTestEnv(t *testing.T) leaseTestEnv {
+	t.Helper()
+	k := harness.RequireAPIServer(t)
+	rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "imagedrop-slots"
+	if _, err := cs.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return leaseTestEnv{cs: cs, ns: ns}
+}
+
+func (e leaseTestEnv) slots(node string, n int) *leaseSlots {
+	return newLeaseSlots(e.cs.CoordinationV1().Leases(e.ns), node, n, 3*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// holder returns who holds slot 0.
+func (e leaseTestEnv) holder(t *testing.T) string {
+	t.Helper()
+	l, err := e.cs.CoordinationV1().Leases(e.ns).Get(context.Background(), slotPrefix+"0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// TestLeaseSlots runs the semaphore against a real kube-apiserver: nodes
+// that race for slots never hold more than there are, a released slot goes
+// to a waiting node, a slot whose holder stopped renewing is taken over
+// after its lease duration, and a slot left by an earlier run of the same
+// node is taken back at once.
+func TestLeaseSlots(t *testing.T) {
+	e := newLeaseTestEnv(t)
+	ctx := context.Background()
+
+	t.Run("never more holders than slots", func(t *testing.T) {
+		const n = 2
+		var holding, most atomic.Int32
+		var wg sync.WaitGroup
+		for _, node := range []string{"n1", "n2", "n3", "n4"} {
+			s := e.slots(node, n)
+			wg.Go(func() {
+				for range 3 {
+					_, release, err := s.Acquire(ctx, func(error) {})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					h := holding.Add(1)
+					for m := most.Load(); h > m && !most.CompareAndSwap(m, h); m = most.Load() {
+					}
+					time.Sleep(50 * time.Millisecond) // a short import, so that holds overlap
+					holding.Add(-1)
+					release()
+				}
+			})
+		}
+		wg.Wait()
+		if got := most.Load(); got > n {
+			t.Errorf("at most %d nodes held a slot at once; want at most %d", got, n)
+		}
+	})
+
+	a, b := e.slots("a", 1), e.slots("b", 1)
+	_, releaseA, err := a.Acquire(ctx, func(error) { t.Error("a waited for a free slot") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.holder(t); got != "a" {
+		t.Fatalf("slot 0 held by %q, want a", got)
+	}
+	// b's context ending without a release is b dying: it stops renewing.
+	bLife, killB := context.WithCancel(ctx)
+	defer killB()
+	bHeld := make(chan error, 1)
+	var bWaited atomic.Bool
+	go func() {
+		_, _, err := b.Acquire(bLife, func(error) { bWaited.Store(true) })
+		bHeld <- err
+	}()
+	eventually(t, "b waits", bWaited.Load)
+	select {
+	case <-bHeld:
+		t.Fatal("b got the only slot while a held it")
+	default:
+	}
+	releaseA()
+	if err := <-bHeld; err != nil {
+		t.Fatal(err)
+	}
+	if got := e.holder(t); got != "b" {
+		t.Fatalf("after a released, slot 0 held by %q, want b", got)
+	}
+
+	killB()
+	c := e.slots("c", 1)
+	cLife, killC := context.WithCancel(ctx)
+	defer killC()
+	var cWaited atomic.Bool
+	if _, _, err := c.Acquire(cLife, func(error) { cWaited.Store(true) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.holder(t); got != "c" || !cWaited.Load() {
+		t.Fatalf("slot 0 held by %q (c waited: %v); want c, after waiting for b's lease to expire", got, cWaited.Load())
+	}
+
+	killC()
+	c2 := e.slots("c", 1) // c's next run
+	_, release, err := c2.Acquire(ctx, func(error) { t.Error("c's next run waited for the slot c left") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if got := e.holder(t); got != "" {
+		t.Errorf("after release, slot 0 held by %q, want nobody", got)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
