@@ -376,38 +376,6 @@ func (im *Importer) Process(ctx context.Context, in Input) (Result, error) {
 	return res, shorten(err, im.cfg.MaxErrorLength)
 }
 
-// minErrorLength is the shortest Config.MaxErrorLength: room for a path
-// and a reason.
-const minErrorLength = 64
-
-// shortError is an error whose text was cut; it still wraps the error.
-type shortError struct {
-	err error
-	msg string
-}
-
-func (e shortError) Error() string { return e.msg }
-func (e shortError) Unwrap() error { return e.err }
-
-// shorten returns err with its text cut to max bytes (ending in "…"), or
-// err itself if it is short enough.
-func shorten(err error, max int) error {
-	if err == nil || len(err.Error()) <= max {
-		return err
-	}
-	return shortError{err: err, msg: cut(err.Error(), max)}
-}
-
-// cut returns s cut to at most max bytes, ending in "…" if it was cut,
-// never in the middle of a UTF-8 sequence.
-func cut(s string, max int) string {
-	const ellipsis = "…"
-	if len(s) <= max {
-		return s
-	}
-	return strings.ToValidUTF8(s[:max-len(ellipsis)], "") + ellipsis
-}
-
 func (im *Importer) nsContext(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, im.cfg.Namespace)
 }
