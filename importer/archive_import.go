@@ -48,6 +48,10 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 	if st.Size() == 0 {
 		return res, invalid(ErrEmpty)
 	}
+	check, err := im.prepareCheck(root, path, st)
+	if err != nil {
+		return res, err
+	}
 
 	im.cleanupFirst(ctx)
 	ctx, stopGuard, spaceCause, err := im.guardSpace(ctx)
@@ -70,10 +74,17 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 
 	ing := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold,
 		maxJSON: int64(im.cfg.MaxJSONSize), maxEntries: im.cfg.MaxArchiveEntries}
-	index, compression, err := im.readArchive(ctx, ing, f, st, read)
+	index, compression, err := im.readArchive(ctx, ing, f, st, read, check)
 	res.Compression = compression
 	if err != nil {
 		return res, describeReadError(err, compression, im.cfg.ZstdMaxWindow)
+	}
+	if check != nil { // before any image is made
+		v, err := check.verify(filepath.Base(path))
+		res.Verified = &v
+		if err != nil {
+			return res, err
+		}
 	}
 
 	found, skipped, err := im.collectImages(ctx, index)
@@ -98,14 +109,17 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 // returns the entries of the index of the images it holds, and its
 // compression. An uncompressed archive in a regular file has its blobs
 // written several at a time (importIndexAt); anything else is read as one
-// stream, decompressed.
-func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st os.FileInfo, read *byteCounter) ([]ocispec.Descriptor, Compression, error) {
+// stream, decompressed. With a check every byte of the file, as read, is
+// written to it: the file is then read as one stream, whole, even when
+// uncompressed (the sections of importIndexAt are read out of order and
+// the headers sought over, so hashing them would need a second read).
+func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st os.FileInfo, read *byteCounter, check *fileCheck) ([]ocispec.Descriptor, Compression, error) {
 	head := make([]byte, sniffSize)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, "", fmt.Errorf("read header: %w", withoutPath(err))
 	}
-	if c, err := detect(head[:n]); err == nil && c == CompressionNone && st.Mode().IsRegular() {
+	if c, err := detect(head[:n]); err == nil && c == CompressionNone && st.Mode().IsRegular() && check == nil {
 		count := func(r *io.SectionReader) io.Reader { return countingSection{r, read} }
 		index, err := in.importIndexAt(ctx, f, st.Size(), count)
 		if !errors.Is(err, errSparse) {
@@ -117,7 +131,11 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 		}
 	}
 
-	tr, c, closeDecoder, err := decompress(&countingReader{r: f, c: read}, DecompressOptions{
+	raw := &countingReader{r: f, c: read}
+	if check != nil {
+		raw.r = io.TeeReader(f, check)
+	}
+	tr, c, closeDecoder, err := decompress(raw, DecompressOptions{
 		ZstdMaxWindow: im.cfg.ZstdMaxWindow,
 		Limit:         ExpansionLimit{Ratio: im.cfg.MaxExpansion, Floor: im.cfg.MaxExpansionFloor, CompressedSize: st.Size()},
 		Written:       &read.out,
@@ -134,6 +152,11 @@ func (im *Importer) readArchive(ctx context.Context, in ingester, f *os.File, st
 	// damaged trailer (gzip checksum, zstd frame end) is still an error.
 	if _, err := io.Copy(io.Discard, tr); err != nil {
 		return nil, c, readFailure(err)
+	}
+	if check != nil { // what follows the compressed stream is signed too
+		if _, err := io.Copy(io.Discard, raw); err != nil {
+			return nil, c, readFailure(err)
+		}
 	}
 	return index, c, nil
 }

@@ -32,6 +32,11 @@
 //	space.go            the free-space guard of containerd's root
 //	cleanup.go          the labels of import leases; releasing those an
 //	                    earlier process, or a failed release, left
+//	verify.go           verified imports: Policy, trusted keys, sidecars
+//	                    (SidecarOf), a missing sidecar waited for
+//	verify_check.go     the check a file's bytes stream through as they are
+//	                    read: checksums and detached signatures
+//	verify_bundle.go    Sigstore bundles, offline; streamed Ed25519
 //
 // And an image list:
 //

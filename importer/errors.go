@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -114,4 +115,36 @@ func withoutPath(err error) error {
 		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
 	}
 	return err
+}
+
+// minErrorLength is the shortest Config.MaxErrorLength: room for a path
+// and a reason.
+const minErrorLength = 64
+
+// shortError is an error whose text was cut; it still wraps the error.
+type shortError struct {
+	err error
+	msg string
+}
+
+func (e shortError) Error() string { return e.msg }
+func (e shortError) Unwrap() error { return e.err }
+
+// shorten returns err with its text cut to max bytes (ending in "…"), or
+// err itself if it is short enough.
+func shorten(err error, max int) error {
+	if err == nil || len(err.Error()) <= max {
+		return err
+	}
+	return shortError{err: err, msg: cut(err.Error(), max)}
+}
+
+// cut returns s cut to at most max bytes, ending in "…" if it was cut,
+// never in the middle of a UTF-8 sequence.
+func cut(s string, max int) string {
+	const ellipsis = "…"
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max-len(ellipsis)], "") + ellipsis
 }

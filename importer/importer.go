@@ -90,6 +90,16 @@ type Config struct {
 	ListSample int
 	// MaxErrorLength caps the length of an error Process returns, in bytes.
 	MaxErrorLength int
+
+	// Verify is the policy archives and lists are verified by (verify.go);
+	// VerifyKeys are the PEM public key files signatures are trusted from.
+	Verify     Policy
+	VerifyKeys []string
+	// VerifyWait is how long after its mtime a file may wait for its
+	// sidecar (a transient error) before it fails for good.
+	VerifyWait time.Duration
+	// MaxSidecarSize caps the size of a sidecar file, in bytes.
+	MaxSidecarSize uint64
 }
 
 // DefaultConfig returns the defaults of a node daemon.
@@ -118,6 +128,10 @@ func DefaultConfig() Config {
 		MaxListSize:       1 << 20,
 		ListSample:        50,
 		MaxErrorLength:    512,
+
+		Verify:         PolicyOff,
+		VerifyWait:     2 * time.Minute,
+		MaxSidecarSize: 64 << 10,
 	}
 }
 
@@ -171,6 +185,9 @@ func (c Config) Validate() error {
 	}
 	if c.PullRetries > 0 && c.PullBackoff <= 0 {
 		return errors.New("pull backoff must be positive")
+	}
+	if err := c.validateVerify(); err != nil {
+		return err
 	}
 	return c.validateBounds()
 }
@@ -242,8 +259,9 @@ type Importer struct {
 	obs      Observer
 	backoff  func(n int) time.Duration // delay before retry n of a pull
 	platform platforms.MatchComparer
-	instance string    // labels this Importer's leases (cleanup.go)
-	left     leftovers // what is left to release
+	instance string       // labels this Importer's leases (cleanup.go)
+	keys     []trustedKey // Config.VerifyKeys, loaded
+	left     leftovers    // what is left to release
 }
 
 // Option changes an Importer built by New.
@@ -276,6 +294,11 @@ func New(client *containerd.Client, cfg Config, log *slog.Logger, opts ...Option
 		platform = platforms.Only(p)
 	}
 	im := &Importer{client: client, cfg: cfg, log: log, obs: nopObserver{}, platform: platform, instance: newInstance()}
+	keys, err := loadKeys(cfg.VerifyKeys)
+	if err != nil {
+		return nil, err
+	}
+	im.keys = keys
 	if cfg.ContainerdRoot != "" {
 		if _, err := os.Stat(cfg.ContainerdRoot); errors.Is(err, fs.ErrNotExist) {
 			log.Warn("free_space_check_off", "containerd_root", cfg.ContainerdRoot, "err", err)
@@ -318,6 +341,8 @@ type Result struct {
 	ReferencesOmitted int `json:"references_omitted,omitempty"`
 	// Counts counts the outcomes of every reference of a list.
 	Counts *ReferenceCounts `json:"counts,omitempty"`
+	// Verified says how the file was verified (Config.Verify), if it was.
+	Verified *Verification `json:"verified,omitempty"`
 }
 
 // ReferenceCounts counts the outcomes of the references of a list.
@@ -349,38 +374,6 @@ func (im *Importer) Process(ctx context.Context, in Input) (Result, error) {
 		im.obs.Refused(reason)
 	}
 	return res, shorten(err, im.cfg.MaxErrorLength)
-}
-
-// minErrorLength is the shortest Config.MaxErrorLength: room for a path
-// and a reason.
-const minErrorLength = 64
-
-// shortError is an error whose text was cut; it still wraps the error.
-type shortError struct {
-	err error
-	msg string
-}
-
-func (e shortError) Error() string { return e.msg }
-func (e shortError) Unwrap() error { return e.err }
-
-// shorten returns err with its text cut to max bytes (ending in "…"), or
-// err itself if it is short enough.
-func shorten(err error, max int) error {
-	if err == nil || len(err.Error()) <= max {
-		return err
-	}
-	return shortError{err: err, msg: cut(err.Error(), max)}
-}
-
-// cut returns s cut to at most max bytes, ending in "…" if it was cut,
-// never in the middle of a UTF-8 sequence.
-func cut(s string, max int) string {
-	const ellipsis = "…"
-	if len(s) <= max {
-		return s
-	}
-	return strings.ToValidUTF8(s[:max-len(ellipsis)], "") + ellipsis
 }
 
 func (im *Importer) nsContext(ctx context.Context) context.Context {

@@ -89,7 +89,8 @@ func (im *Importer) importList(ctx context.Context, in Input) (res Result, err e
 	if im.cfg.Namespace != CRINamespace {
 		return res, fmt.Errorf("image lists are pulled through the CRI, which keeps images in namespace %s, but the namespace is %q", CRINamespace, im.cfg.Namespace)
 	}
-	list, size, err := im.readList(root, path)
+	list, size, verified, err := im.readList(root, path)
+	res.Verified = verified
 	if err != nil {
 		return res, err
 	}
@@ -124,24 +125,40 @@ func (im *Importer) importList(ctx context.Context, in Input) (res Result, err e
 // readList opens, bounds and parses the list at path, found in root, and
 // returns it with the file's size. A list over Config.MaxListSize or
 // Config.MaxListReferences fails whole, before anything is pulled.
-func (im *Importer) readList(root, path string) (List, int64, error) {
+func (im *Importer) readList(root, path string) (List, int64, *Verification, error) {
 	f, st, err := openInput(root, path)
 	if err != nil {
-		return List{}, 0, err
+		return List{}, 0, nil, err
 	}
 	defer f.Close()
 	limit := int64(im.cfg.MaxListSize)
 	if st.Size() > limit {
-		return List{}, 0, invalid(fmt.Errorf("%w: %d bytes, over --max-list-size (%d bytes)", ErrListTooLarge, st.Size(), limit))
+		return List{}, 0, nil, invalid(fmt.Errorf("%w: %d bytes, over --max-list-size (%d bytes)", ErrListTooLarge, st.Size(), limit))
+	}
+	check, err := im.prepareCheck(root, path, st)
+	if err != nil {
+		return List{}, 0, nil, err
 	}
 	// The file may grow after the fstat: read one byte past the limit to
 	// tell.
 	lr := &io.LimitedReader{R: f, N: limit + 1}
-	list, err := parseList(lr, im.cfg.MaxListReferences)
+	r := io.Reader(lr)
+	if check != nil {
+		r = io.TeeReader(lr, check)
+	}
+	list, err := parseList(r, im.cfg.MaxListReferences)
 	if err == nil && lr.N == 0 {
 		err = invalid(fmt.Errorf("%w: it grew over --max-list-size (%d bytes) while it was read", ErrListTooLarge, limit))
 	}
-	return list, st.Size(), err
+	if err != nil || check == nil {
+		return list, st.Size(), nil, err
+	}
+	// Verified before anything is pulled: its bytes as read, to the end.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return List{}, st.Size(), nil, withoutPath(err)
+	}
+	v, err := check.verify(filepath.Base(path))
+	return list, st.Size(), &v, err
 }
 
 // sampleReferences counts the outcomes of refs, which are in line order,

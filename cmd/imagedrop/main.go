@@ -112,6 +112,10 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.Var(sizeFlag{&c.importer.MaxListSize}, "max-list-size", "largest image list file read, e.g. 1Mi")
 	fs.IntVar(&c.importer.ListSample, "list-sample", c.importer.ListSample, "per-reference results of a list kept for /status (failures first); counts are always kept")
 	fs.IntVar(&c.importer.MaxErrorLength, "max-error-length", c.importer.MaxErrorLength, "longest error message kept for a file, in bytes")
+	fs.StringVar((*string)(&c.importer.Verify), "verify", string(c.importer.Verify), "verification of archives and lists: off, checksum (FILE.sha256) or signature (FILE.sigstore.json or FILE.sig by a --verify-key)")
+	fs.Var(newListFlag(&c.importer.VerifyKeys), "verify-key", "PEM public key (ECDSA P-256 or Ed25519) whose signatures are trusted (repeatable; env: comma-separated)")
+	fs.DurationVar(&c.importer.VerifyWait, "verify-wait", c.importer.VerifyWait, "how long after its mtime a file waits for its sidecar before it fails")
+	fs.Var(sizeFlag{&c.importer.MaxSidecarSize}, "verify-max-sidecar-size", "largest sidecar file read (.sha256, .sig, .sigstore.json)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 }

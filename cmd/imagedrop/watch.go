@@ -30,6 +30,7 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 	c.watcher = watcher.DefaultConfig()
 	c.watcher.Dirs = []string{defaultImagesDir}
 	c.watcher.Match = matchFile
+	c.watcher.Companion = importer.SidecarOf
 	c.server = metrics.DefaultServerConfig()
 	fs.Var(newListFlag(&c.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable)")
 	fs.Var(newListFlag(&c.watcher.RescanDirs), "rescan-dir", "directory found by rescans every --rescan-interval instead of inotify, for network filesystems (repeatable)")
