@@ -79,7 +79,7 @@ func TestImportCommandFIFO(t *testing.T) {
 		t.Fatalf("exit: %v, want status 1\n%s", err, out)
 	}
 	for _, p := range []string{pipe, link} {
-		want := fmt.Sprintf("FAIL %s: import %s: %s: is a named pipe: not a regular file (not read)", p, p, p)
+		want := fmt.Sprintf("FAIL %s: import %s: is a named pipe: not a regular file (not read)", p, p)
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output %q: want a line %q", out, want)
 		}

@@ -52,13 +52,13 @@ func openInput(root, path string) (*os.File, fs.FileInfo, error) {
 		fd, err = openBeneath(root, path)
 	}
 	if err != nil {
-		return nil, nil, openError(path, err)
+		return nil, nil, openError(err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	st, err := checkOpened(f, root != "")
 	if err != nil {
 		_ = f.Close()
-		return nil, nil, invalid(fmt.Errorf("%s: %w", path, err))
+		return nil, nil, invalid(err) // the caller's error names path
 	}
 	return f, st, nil
 }
@@ -83,15 +83,16 @@ func checkOpened(f *os.File, inRoot bool) (fs.FileInfo, error) {
 }
 
 // openError is the error of an open that failed: a refusal of the policy
-// is permanent, anything else (the file went away, EACCES) is not.
-func openError(path string, err error) error {
+// is permanent, anything else (the file went away, EACCES) is not. It does
+// not name path, which the caller's error does.
+func openError(err error) error {
 	switch {
 	case errors.Is(err, ErrOutsideRoot), errors.Is(err, unix.EXDEV):
-		return invalid(fmt.Errorf("%s: %w", path, ErrOutsideRoot))
+		return invalid(ErrOutsideRoot)
 	case errors.Is(err, unix.ELOOP):
-		return invalid(fmt.Errorf("%s: too many symlinks, or a /proc magic link (not read)", path))
+		return invalid(errors.New("too many symlinks, or a /proc magic link (not read)"))
 	}
-	return &fs.PathError{Op: "open", Path: path, Err: err}
+	return fmt.Errorf("open: %w", err)
 }
 
 // openBeneath opens path, which must lie in root, with openat2(2) resolving
