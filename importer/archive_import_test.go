@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -552,4 +553,37 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestDistributionSourceLabelBounded imports 150 repositories whose images
+// share their blobs, more than containerd's 4096-byte bound on a label lets
+// the blobs' distribution-source label name: every image is imported, and
+// the label keeps the repositories that fit.
+func TestDistributionSourceLabelBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var imgs []*harness.Image
+	for i := range 150 {
+		imgs = append(imgs, harness.NewImage(fmt.Sprintf("example.com/a-rather-long-repository-name-%03d:1", i), node, map[string]string{"shared": "1"}))
+	}
+	path := e.write("shared.tar", harness.DockerSaveBytes(imgs...))
+	res, err := e.importer().ImportArchive(e.ctx(), path)
+	if err != nil {
+		t.Fatalf("ImportArchive: %v", err)
+	}
+	if len(res.Images) != len(imgs) {
+		t.Errorf("imported %d images, want %d", len(res.Images), len(imgs))
+	}
+	img, err := e.client.ImageService().Get(e.ctx(), imgs[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.client.ContentStore().Info(e.ctx(), img.Target.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "containerd.io/distribution.source.example.com"
+	if v := info.Labels[key]; len(key)+len(v) > 4096 || !strings.Contains(v, "a-rather-long-repository-name-000") {
+		t.Errorf("label %s is %d bytes and names %q…; want at most 4096 with the first repositories", key, len(key)+len(v), v[:min(len(v), 80)])
+	}
 }

@@ -222,10 +222,19 @@ func (im *Importer) labelDistributionSource(ctx context.Context, img images.Imag
 		for key, repos := range sources {
 			have := splitNonEmpty(info.Labels[key])
 			merged := have
+			size := len(key) + len(info.Labels[key])
 			for _, r := range repos {
-				if !slices.Contains(merged, r) {
-					merged = append(merged, r)
+				if slices.Contains(merged, r) {
+					continue
 				}
+				// The label is a hint for mirrors; once containerd's bound
+				// on a label is reached (a blob that thousands of
+				// repositories share), it keeps the repositories it has.
+				if size+len(r)+1 > maxLabelSize {
+					break
+				}
+				merged = append(merged, r)
+				size += len(r) + 1
 			}
 			if len(merged) != len(have) {
 				update.Labels[key] = strings.Join(merged, ",")
@@ -241,6 +250,9 @@ func (im *Importer) labelDistributionSource(ctx context.Context, img images.Imag
 	}
 	return nil
 }
+
+// maxLabelSize is containerd's bound on a label's key and value together.
+const maxLabelSize = 4096
 
 func splitNonEmpty(s string) []string {
 	if s == "" {
