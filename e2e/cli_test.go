@@ -130,6 +130,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad env", []string{"import", "x.tar"}, []string{"IMAGEDROP_PIN=maybe"}, "IMAGEDROP_PIN"},
 		{"bad log format", []string{"import", "--log-format", "xml", "x.tar"}, nil, "--log-format"},
 		{"no workers", []string{"import", "--workers", "0", "x.tar"}, nil, "--workers must be at least 1"},
+		{"flag after the files", []string{"import", "x.tar", "--unpack=false"}, nil, `"--unpack=false" after the files: flags go before them`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, stderr, code := imagedrop(t, tt.env, tt.args...)
@@ -137,6 +138,31 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr, tt.want)
 			}
 		})
+	}
+}
+
+// TestHelp checks that help asked for goes to stdout, exits 0, shows
+// examples and names what each flag takes.
+func TestHelp(t *testing.T) {
+	for _, command := range []string{"import", "watch"} {
+		for _, flag := range []string{"-h", "--help"} {
+			stdout, stderr, code := imagedrop(t, nil, command, flag)
+			if code != 0 || stderr != "" || !containsAll(stdout, "Usage: imagedrop "+command, "Examples:\n  imagedrop "+command, "-containerd-address SOCKET") {
+				t.Errorf("%s %s: exit %d, stderr %q, stdout %q; want 0, usage with examples and placeholders on stdout", command, flag, code, stderr, stdout)
+			}
+		}
+	}
+	if stdout, _, _ := imagedrop(t, nil, "import", "--extra-registry"); strings.Contains(stdout, "Usage") {
+		t.Errorf("a usage error printed its usage to stdout: %q", stdout)
+	}
+}
+
+// TestMissingSocket checks that import fails at once, with a hint for k3s
+// and RKE2, when the containerd socket is not there.
+func TestMissingSocket(t *testing.T) {
+	_, stderr, code := imagedrop(t, nil, "import", "--containerd-address", filepath.Join(t.TempDir(), "containerd.sock"), "x.tar")
+	if code != 1 || !containsAll(stderr, "no such file", "/run/k3s/containerd/containerd.sock") {
+		t.Errorf("exit %d, stderr %q; want 1, no such file and the k3s/RKE2 socket", code, stderr)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/imagedrop/imagedrop/importer"
@@ -36,9 +37,14 @@ func (c *importConfig) validate() error {
 	return c.common.validate()
 }
 
+const importExamples = `  imagedrop import images/*.tar.zst
+  imagedrop import --extra-registry registry.local:5000 bundle.tar.gz apps.txt
+  imagedrop import --containerd-address /run/k3s/containerd/containerd.sock app.tar   # k3s, RKE2
+`
+
 // newImportFlags returns import's flag set, bound to cfg.
 func newImportFlags(cfg *importConfig, stderr io.Writer) *flag.FlagSet {
-	fs := newFlagSet("import", "import [flags] FILE...", stderr)
+	fs := newFlagSet("import", "import [flags] FILE...", importExamples, stderr)
 	cfg.register(fs)
 	return fs
 }
@@ -56,6 +62,11 @@ func parseImport(args []string, lookupEnv func(string) (string, bool), stderr io
 		fs.Usage()
 		return importConfig{}, usageError{errors.New("import: no files given")}
 	}
+	for _, f := range cfg.files {
+		if strings.HasPrefix(f, "-") && f != "-" {
+			return importConfig{}, usageError{fmt.Errorf("import: %q after the files: flags go before them (imagedrop import [flags] FILE...)", f)}
+		}
+	}
 	if err := cfg.validate(); err != nil {
 		return importConfig{}, usageError{err}
 	}
@@ -65,7 +76,7 @@ func parseImport(args []string, lookupEnv func(string) (string, bool), stderr io
 // runImport imports each file once, --workers at a time in the order given,
 // trying all of them, and prints one line per file, in that order.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseImport(args, os.LookupEnv, stderr)
+	cfg, err := parseImport(args, os.LookupEnv, helpOutput(args, stdout, stderr))
 	if err != nil {
 		return err
 	}

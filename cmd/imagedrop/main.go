@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -91,33 +92,33 @@ type commonConfig struct {
 
 func (c *commonConfig) register(fs *flag.FlagSet) {
 	c.importer = importer.DefaultConfig()
-	fs.StringVar(&c.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
-	fs.StringVar(&c.importer.Namespace, "namespace", c.importer.Namespace, "containerd namespace (CRI uses k8s.io)")
-	fs.Var(newListFlag(&c.importer.ExtraRegistries), "extra-registry", "also tag every image under this registry (repeatable; env: comma-separated)")
+	fs.StringVar(&c.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd `SOCKET`")
+	fs.StringVar(&c.importer.Namespace, "namespace", c.importer.Namespace, "containerd `NAMESPACE` (CRI uses k8s.io)")
+	fs.Var(newListFlag(&c.importer.ExtraRegistries), "extra-registry", "also tag every image under `REGISTRY` (repeatable; env: comma-separated)")
 	fs.BoolVar(&c.importer.Pin, "pin", c.importer.Pin, "pin images against kubelet image GC")
 	fs.BoolVar(&c.importer.Unpack, "unpack", c.importer.Unpack, "unpack imported images for the node's platform")
-	fs.StringVar(&c.importer.Snapshotter, "snapshotter", c.importer.Snapshotter, "snapshotter to unpack into")
-	fs.StringVar(&c.importer.Platform, "platform", "", "platform to unpack (default: the node's)")
-	fs.Var(sizeFlag{&c.importer.ZstdMaxWindow}, "zstd-max-window", "largest zstd window accepted (memory cap), e.g. 128Mi or 512MiB")
+	fs.StringVar(&c.importer.Snapshotter, "snapshotter", c.importer.Snapshotter, "`SNAPSHOTTER` to unpack into")
+	fs.StringVar(&c.importer.Platform, "platform", "", "`OS/ARCH` to unpack (default: the node's)")
+	fs.Var(sizeFlag{&c.importer.ZstdMaxWindow}, "zstd-max-window", "largest zstd window accepted (memory cap), a `SIZE` such as 128Mi or 512MiB")
 	fs.Uint64Var(&c.importer.MaxExpansion, "max-expansion", c.importer.MaxExpansion, "a compressed file may decompress to this many times its size (or --max-expansion-floor, if more)")
-	fs.Var(sizeFlag{&c.importer.MaxExpansionFloor}, "max-expansion-floor", "a compressed file may always decompress to this much, e.g. 1GiB")
-	fs.StringVar(&c.importer.ContainerdRoot, "containerd-root", c.importer.ContainerdRoot, "containerd's root directory, whose filesystem's free space imports keep above --min-free-space (a path that does not exist turns the check off)")
+	fs.Var(sizeFlag{&c.importer.MaxExpansionFloor}, "max-expansion-floor", "a compressed file may always decompress to this `SIZE`, e.g. 1GiB")
+	fs.StringVar(&c.importer.ContainerdRoot, "containerd-root", c.importer.ContainerdRoot, "containerd's root `DIR`, whose filesystem's free space imports keep above --min-free-space (a path that does not exist turns the check off)")
 	fs.Var(minFreeFlag{&c.importer.MinFreeSpace}, "min-free-space", "free space imports leave on --containerd-root's filesystem: a percentage (15%) or a size (20Gi)")
 	fs.Var(sizeFlag{&c.importer.MaxJSONSize}, "max-json-size", "largest JSON document of an archive read into memory (manifest.json, index.json, manifests, configs)")
 	fs.IntVar(&c.importer.MaxArchiveEntries, "max-archive-entries", c.importer.MaxArchiveEntries, "most entries one archive's tar may hold")
 	fs.IntVar(&c.importer.PullConcurrency, "pull-concurrency", c.importer.PullConcurrency, "references of one image list pulled at once")
 	fs.DurationVar(&c.importer.PullTimeout, "pull-timeout", c.importer.PullTimeout, "time allowed to pull one listed reference, retries included")
-	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
+	fs.StringVar(&c.importer.PullAuthFile, "pull-auth", "", "docker config.json `FILE` whose auths are sent with pulls of image lists (default: none; containerd's own registry config applies)")
 	fs.IntVar(&c.importer.MaxListReferences, "max-list-references", c.importer.MaxListReferences, "most references one image list may name; a longer list fails before any pull")
-	fs.Var(sizeFlag{&c.importer.MaxListSize}, "max-list-size", "largest image list file read, e.g. 1Mi")
+	fs.Var(sizeFlag{&c.importer.MaxListSize}, "max-list-size", "largest image list file read, a `SIZE` such as 1Mi")
 	fs.IntVar(&c.importer.ListSample, "list-sample", c.importer.ListSample, "per-reference results of a list kept for /status (failures first); counts are always kept")
 	fs.IntVar(&c.importer.MaxErrorLength, "max-error-length", c.importer.MaxErrorLength, "longest error message kept for a file, in bytes")
 	fs.StringVar((*string)(&c.importer.Verify), "verify", string(c.importer.Verify), "verification of archives and lists: off, checksum (FILE.sha256) or signature (FILE.sigstore.json or FILE.sig by a --verify-key)")
-	fs.Var(newListFlag(&c.importer.VerifyKeys), "verify-key", "PEM public key (ECDSA P-256 or Ed25519) whose signatures are trusted (repeatable; env: comma-separated)")
+	fs.Var(newListFlag(&c.importer.VerifyKeys), "verify-key", "PEM public key `FILE` (ECDSA P-256 or Ed25519) whose signatures are trusted (repeatable; env: comma-separated)")
 	fs.DurationVar(&c.importer.VerifyWait, "verify-wait", c.importer.VerifyWait, "how long after its mtime a file waits for its sidecar before it fails")
 	fs.Var(sizeFlag{&c.importer.MaxSidecarSize}, "verify-max-sidecar-size", "largest sidecar file read (.sha256, .sig, .sigstore.json)")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log `FORMAT`: text or json")
 }
 
 // pullBackoff hands the importer imagedrop's one backoff for pull retries:
@@ -168,6 +169,12 @@ func (c *commonConfig) logger(w io.Writer) *slog.Logger {
 
 // connect dials containerd and checks that it answers.
 func (c *commonConfig) connect(ctx context.Context) (*containerd.Client, error) {
+	// A socket that is not there fails at once, not after the dial timeout.
+	if !strings.Contains(c.containerdAddress, "://") {
+		if _, err := os.Stat(c.containerdAddress); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("containerd socket %s: no such file (k3s and RKE2 keep theirs at --containerd-address /run/k3s/containerd/containerd.sock)", c.containerdAddress)
+		}
+	}
 	client, err := containerd.New(c.containerdAddress,
 		containerd.WithDefaultNamespace(c.importer.Namespace),
 		containerd.WithTimeout(10*time.Second))
@@ -194,14 +201,28 @@ func cleanup(ctx context.Context, im *importer.Importer, log *slog.Logger) {
 }
 
 // newFlagSet returns a flag set whose usage names the command.
-func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(name, synopsis, examples string, w io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(w)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: imagedrop %s\n\nFlags (each also as IMAGEDROP_<NAME>):\n", synopsis)
+		fmt.Fprintf(w, "Usage: imagedrop %s\n\nExamples:\n%s\nFlags (each also as IMAGEDROP_<NAME>; flags go before any FILE):\n", synopsis, examples)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// helpOutput is where a command prints its usage: stdout when help was
+// asked for (-h, --help), so that it can be paged or grepped, else stderr.
+func helpOutput(args []string, stdout, stderr io.Writer) io.Writer {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return stderr
+		case "-h", "-help", "--help", "--h":
+			return stdout
+		}
+	}
+	return stderr
 }
 
 func joinOr(s []string, empty string) string {

@@ -37,9 +37,9 @@ type sharedConfig struct {
 
 func (c *sharedConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.slots, "shared-import-slots", 0, "imports from --rescan-dir directories run at once across the cluster, counted with Leases (0: no limit)")
-	fs.StringVar(&c.nodeName, "node-name", "", "this node's name, the holder of its shared-import Leases (default: the host name)")
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: the pod's service account)")
-	fs.StringVar(&c.leaseNamespace, "lease-namespace", "", "namespace of the shared-import Leases (default: the pod's, else imagedrop)")
+	fs.StringVar(&c.nodeName, "node-name", "", "this node's `NAME`, the holder of its shared-import Leases (default: the host name)")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig `FILE` for the Kubernetes API (default: the pod's service account)")
+	fs.StringVar(&c.leaseNamespace, "lease-namespace", "", "`NAMESPACE` of the shared-import Leases (default: the pod's, else imagedrop)")
 	fs.DurationVar(&c.leaseDuration, "lease-duration", 30*time.Second, "how long a shared-import slot outlives its holder's last renewal (renewed every third of it)")
 }
 

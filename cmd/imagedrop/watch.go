@@ -32,17 +32,17 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 	c.watcher.Match = matchFile
 	c.watcher.Companion = importer.SidecarOf
 	c.server = metrics.DefaultServerConfig()
-	fs.Var(newListFlag(&c.watcher.Dirs), "images-dir", "directory of image archives and lists, watched with subdirectories (repeatable)")
-	fs.Var(newListFlag(&c.watcher.RescanDirs), "rescan-dir", "directory found by rescans every --rescan-interval instead of inotify, for network filesystems (repeatable)")
+	fs.Var(newListFlag(&c.watcher.Dirs), "images-dir", "`DIR` of image archives and lists, watched with subdirectories (repeatable)")
+	fs.Var(newListFlag(&c.watcher.RescanDirs), "rescan-dir", "`DIR` found by rescans every --rescan-interval instead of inotify, for network filesystems (repeatable)")
 	fs.DurationVar(&c.watcher.Rescan, "rescan-interval", c.watcher.Rescan, "how often --rescan-dir directories, and directories whose inotify watch failed, are rescanned")
-	fs.StringVar(&c.watcher.StateFile, "state-file", "/var/lib/imagedrop/state.json", "where imagedrop remembers what it did for which file")
+	fs.StringVar(&c.watcher.StateFile, "state-file", "/var/lib/imagedrop/state.json", "`FILE` where imagedrop remembers what it did for which file")
 	fs.IntVar(&c.watcher.Workers, "workers", c.watcher.Workers, "files processed at once")
 	fs.DurationVar(&c.watcher.Settle, "settle", c.watcher.Settle, "how long a file written in place must stay unchanged before it is read")
 	fs.DurationVar(&c.watcher.RetryMin, "retry-min", c.watcher.RetryMin, "first delay before a failed file is retried (doubles per failure)")
 	fs.DurationVar(&c.watcher.RetryMax, "retry-max", c.watcher.RetryMax, "longest delay between retries of a failed file")
 	fs.DurationVar(&c.watcher.StallAfter, "stall-timeout", c.watcher.StallAfter, "how long a running job may make no progress before /healthz fails and /status marks it stalled (0: never)")
 	fs.DurationVar(&c.watcher.Grace, "shutdown-grace", c.watcher.Grace, "how long running jobs may finish after SIGTERM before they are cancelled")
-	fs.StringVar(&c.server.Address, "listen-address", c.server.Address, "address of the /metrics, /healthz, /readyz and /status server")
+	fs.StringVar(&c.server.Address, "listen-address", c.server.Address, "`HOST:PORT` of the /metrics, /healthz, /readyz and /status server")
 	c.shared.register(fs)
 }
 
@@ -59,9 +59,14 @@ func (c *watchConfig) validate() error {
 	return c.server.Validate()
 }
 
+const watchExamples = `  imagedrop watch --images-dir /var/lib/imagedrop/images
+  imagedrop watch --rescan-dir /mnt/nfs/images --shared-import-slots 3   # a shared volume
+  IMAGEDROP_WORKERS=4 imagedrop watch --listen-address 10.0.0.7:9365
+`
+
 // newWatchFlags returns watch's flag set, bound to cfg.
 func newWatchFlags(cfg *watchConfig, stderr io.Writer) *flag.FlagSet {
-	fs := newFlagSet("watch", "watch [flags]", stderr)
+	fs := newFlagSet("watch", "watch [flags]", watchExamples, stderr)
 	cfg.register(fs)
 	return fs
 }
@@ -85,8 +90,8 @@ func parseWatch(args []string, lookupEnv func(string) (string, bool), stderr io.
 
 // runWatch is the node daemon: preload the images directories, then watch
 // them, serving metrics and status, until SIGTERM.
-func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
-	cfg, err := parseWatch(args, os.LookupEnv, stderr)
+func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseWatch(args, os.LookupEnv, helpOutput(args, stdout, stderr))
 	if err != nil {
 		return err
 	}
