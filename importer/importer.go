@@ -243,6 +243,7 @@ type Importer struct {
 	backoff  func(n int) time.Duration // delay before retry n of a pull
 	platform platforms.MatchComparer
 	instance string    // labels this Importer's leases (cleanup.go)
+	process  string    // names this process on its presence (presence.go)
 	left     leftovers // what is left to release
 }
 
@@ -275,7 +276,7 @@ func New(client *containerd.Client, cfg Config, log *slog.Logger, opts ...Option
 		}
 		platform = platforms.Only(p)
 	}
-	im := &Importer{client: client, cfg: cfg, log: log, obs: nopObserver{}, platform: platform, instance: newInstance()}
+	im := &Importer{client: client, cfg: cfg, log: log, obs: nopObserver{}, platform: platform, instance: newInstance(), process: processID()}
 	if cfg.ContainerdRoot != "" {
 		if _, err := os.Stat(cfg.ContainerdRoot); errors.Is(err, fs.ErrNotExist) {
 			log.Warn("free_space_check_off", "containerd_root", cfg.ContainerdRoot, "err", err)
