@@ -11,7 +11,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 IMAGE := bin/imagedrop-image.tar
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build image setup demo test test-k8s test-unit lint bench clean
+.PHONY: all build image setup demo test test-k8s test-unit lint bench fuzz clean
 
 all: build
 
@@ -48,6 +48,23 @@ lint: setup
 test: setup lint build
 	$(GO) test $(GOTEST_FLAGS) ./...
 	IMAGEDROP_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test $(GOTEST_FLAGS) ./importer/... $$($(GO) list ./e2e/... | grep -v /e2e/k8s)
+	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# Each fuzz target of the importer in turn (a run fuzzes one), for FUZZTIME
+# each, from one test binary built for fuzzing; what fails is kept under
+# importer/testdata/fuzz/<target>/ and runs with every go test after. make
+# test runs each for TEST_FUZZTIME.
+FUZZTIME ?= 1m
+TEST_FUZZTIME ?= 3s
+FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z]*' importer/*_test.go | cut -c6-)
+fuzz:
+	$(GO) test -c -fuzz . -o bin/importer.fuzz.test ./importer
+	@set -eo pipefail; cache=$$($(GO) env GOCACHE)/fuzz/github.com/imagedrop/imagedrop/importer; \
+	for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		(cd importer && ../bin/importer.fuzz.test -test.run '^$$' -test.fuzz "^$$t\$$" \
+			-test.fuzztime $(FUZZTIME) -test.fuzzcachedir "$$cache") 2>&1 | grep -v '^fuzz: elapsed'; \
+	done
 
 # Side-by-side benchmark against ctr and crictl on a private containerd 2.x,
 # then on Debian's containerd 1.6, written to BENCHMARKS.md (keeping the notes

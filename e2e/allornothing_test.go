@@ -7,10 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -103,33 +100,13 @@ const maxRSS = 64 << 20
 // peak RSS under maxRSS.
 func TestImportManyEntriesMemory(t *testing.T) {
 	c := harness.RequireContainerd(t)
-	_, file, _, _ := runtime.Caller(0)
-	bin := filepath.Join(filepath.Dir(file), "..", "bin", "imagedrop")
-	if _, err := os.Stat(bin); err != nil {
-		if harness.InCI() {
-			t.Fatalf("release binary: %v (run make build)", err)
-		}
-		t.Skipf("release binary: %v (run make build)", err)
-	}
 	path := filepath.Join(t.TempDir(), "many.tar")
 	writeManyEntries(t, path, 200_000)
 
-	rss := filepath.Join(t.TempDir(), "rss")
-	cmd := exec.Command("/usr/bin/time", "-o", rss, "-f", "%M", bin, "import", path)
-	cmd.Env = append(os.Environ(), "IMAGEDROP_CONTAINERD_ADDRESS="+c.Address, "IMAGEDROP_NAMESPACE="+harness.Namespace(t))
-	out, err := cmd.Output()
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "more than 100000 entries (--max-archive-entries)") {
-		t.Errorf("exit %d (%v), stdout %q; want 1 and the entry limit named", code, err, out)
-	}
-	b, err := os.ReadFile(rss)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// time writes "Command exited with non-zero status 1" first.
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
-	if err != nil {
-		t.Fatalf("max RSS %q: %v", b, err)
+	env := []string{"IMAGEDROP_CONTAINERD_ADDRESS=" + c.Address, "IMAGEDROP_NAMESPACE=" + harness.Namespace(t)}
+	out, code, kib := peakRSS(t, env, "import", path)
+	if code != 1 || !strings.Contains(out, "more than 100000 entries (--max-archive-entries)") {
+		t.Errorf("exit %d, stdout %q; want 1 and the entry limit named", code, out)
 	}
 	if kib<<10 > maxRSS {
 		t.Errorf("peak RSS = %d KiB, want at most %d KiB", kib, maxRSS>>10)

@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,9 +121,10 @@ func TestImportSIGKILLThenRestart(t *testing.T) {
 }
 
 // TestWatchContainerdKilledMidImport SIGKILLs containerd while `imagedrop
-// watch` uploads an archive and starts it again: the import is retried and
-// succeeds, and what the failed attempt held is released, not left for the
-// lease to expire.
+// watch` uploads an archive and starts it again, for several archives in
+// turn: each import is retried and succeeds, what the failed attempt held
+// is released, not left for the lease to expire, and the reconnects leak
+// neither file descriptors nor goroutines.
 func TestWatchContainerdKilledMidImport(t *testing.T) {
 	ctx := context.Background()
 	c, err := harness.StartContainerd(ctx, "")
@@ -140,30 +143,77 @@ func TestWatchContainerdKilledMidImport(t *testing.T) {
 	}
 	d := startDaemon(t, c, ns, "--images-dir", images, "--state-file", filepath.Join(dir, "state.json"))
 	d.waitReady(30 * time.Second)
-	path := bigArchive(t, dir, "big.tar.zst", "example.com/crash/big:1", "zstd", 3, 3)
-	if err := os.Rename(path, filepath.Join(images, "big.tar.zst")); err != nil {
-		t.Fatal(err)
-	}
 
-	client, err := containerd.New(c.Address)
+	const cycles = 3
+	var fds, goroutines []int
+	for i := range cycles {
+		name := fmt.Sprintf("big%d.tar.zst", i)
+		image := fmt.Sprintf("example.com/crash/big%d:1", i)
+		path := bigArchive(t, dir, name, image, "zstd", uint64(3+i), 1)
+		if err := os.Rename(path, filepath.Join(images, name)); err != nil {
+			t.Fatal(err)
+		}
+		client, err := containerd.New(c.Address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitUpload(t, client, ns, nil, d.exited)
+		_ = client.Close()
+		c.Kill()
+		if err := c.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		f := d.waitFile(name, "done", 3*time.Minute)
+		if f.Attempts < 2 {
+			t.Errorf("%s: attempts = %d, want a failed attempt and a retry", name, f.Attempts)
+		}
+		if _, ok := newStore(t, c, ns).get(image); !ok {
+			t.Errorf("image %s not imported", image)
+		}
+		if left := leftovers(t, c.Client(t), ns); len(left) > 0 {
+			t.Errorf("after %s: left behind: %v", name, left)
+		}
+		fds, goroutines = append(fds, d.fds()), append(goroutines, d.goroutines())
+	}
+	// The first reconnect may open what later ones reuse; from there on,
+	// nothing grows by more than a little slack.
+	t.Logf("after each reconnect: %v fds, %v goroutines", fds, goroutines)
+	if grown := fds[cycles-1] - fds[0]; grown > 4 {
+		t.Errorf("open fds grew by %d over %d reconnects: %v", grown, cycles-1, fds)
+	}
+	if grown := goroutines[cycles-1] - goroutines[0]; grown > 10 {
+		t.Errorf("goroutines grew by %d over %d reconnects: %v", grown, cycles-1, goroutines)
+	}
+}
+
+
+// fds counts the open file descriptors of the daemon's process.
+func (d *daemon) fds() int {
+	d.t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid))
 	if err != nil {
-		t.Fatal(err)
+		d.t.Fatal(err)
 	}
-	waitUpload(t, client, ns, nil, d.exited)
-	_ = client.Close()
-	c.Kill()
-	if err := c.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return len(ents)
+}
 
-	f := d.waitFile("big.tar.zst", "done", 3*time.Minute)
-	if f.Attempts < 2 {
-		t.Errorf("attempts = %d, want a failed attempt and a retry", f.Attempts)
+// goroutines is the daemon's go_goroutines, from its /metrics.
+func (d *daemon) goroutines() int {
+	d.t.Helper()
+	code, b, err := d.get("/metrics")
+	if err != nil || code != http.StatusOK {
+		d.t.Fatalf("/metrics: %d %v", code, err)
 	}
-	if _, ok := newStore(t, c, ns).get("example.com/crash/big:1"); !ok {
-		t.Error("image not imported")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				d.t.Fatalf("go_goroutines %q: %v", v, err)
+			}
+			return n
+		}
 	}
-	if left := leftovers(t, c.Client(t), ns); len(left) > 0 {
-		t.Errorf("left behind: %v", left)
-	}
+	d.t.Fatalf("no go_goroutines in /metrics")
+	return 0
 }

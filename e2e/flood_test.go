@@ -97,13 +97,13 @@ func TestFloodOverflowsInotify(t *testing.T) {
 	if err != nil || len(body) > 1<<20 {
 		t.Errorf("/status of %d files is %d bytes (%v), want at most 1 MiB", files, len(body), err)
 	}
-	if hwm := peakRSS(t, d.cmd.Process.Pid); hwm > 160<<20 {
+	if hwm := vmHWM(t, d.cmd.Process.Pid); hwm > 160<<20 {
 		t.Errorf("imagedrop's peak RSS after %d files is %d MiB, want at most 160 MiB", files, hwm>>20)
 	}
 }
 
-// peakRSS returns the peak resident set size of process pid (VmHWM).
-func peakRSS(t *testing.T, pid int) int64 {
+// vmHWM returns the peak resident set size of process pid (VmHWM).
+func vmHWM(t *testing.T, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
