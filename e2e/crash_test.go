@@ -187,7 +187,6 @@ func TestWatchContainerdKilledMidImport(t *testing.T) {
 	}
 }
 
-
 // fds counts the open file descriptors of the daemon's process.
 func (d *daemon) fds() int {
 	d.t.Helper()
