@@ -20,15 +20,16 @@ import (
 	"github.com/imagedrop/imagedrop/e2e/harness"
 )
 
-// TestImportLargeArchiveMemory imports a 1 GiB docker save of ordinary
+// TestImportLargeArchiveMemory imports a 512 MiB docker save of ordinary
 // layers (files of a few KiB to a few MiB, part random, part text), plain
 // and zstd-compressed, with the release binary under /usr/bin/time: each
-// imports, with a peak RSS under maxRSS whatever the archive's size.
+// imports, with a peak RSS under maxRSS (the benchmark shows it flat from 1
+// to 4 GiB).
 func TestImportLargeArchiveMemory(t *testing.T) {
 	c := harness.RequireContainerd(t)
 	dir := t.TempDir()
 	plain := filepath.Join(dir, "large.tar")
-	writeLargeArchive(t, plain, "example.com/memory/large:1", 8, 128<<20)
+	writeLargeArchive(t, plain, "example.com/memory/large:1", 8, 64<<20)
 	zst := plain + ".zst"
 	if out, err := exec.Command("zstd", "-q", "-1", "-T2", plain, "-o", zst).CombinedOutput(); err != nil {
 		t.Fatalf("zstd: %v\n%s", err, out)
