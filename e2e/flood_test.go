@@ -26,6 +26,12 @@ func TestFloodOverflowsInotify(t *testing.T) {
 		}
 		t.Skip("needs root to lower fs.inotify.max_queued_events")
 	}
+	if os.Getenv(harness.EnvContainerd) != "" {
+		// What is under test is the watcher's rescan and bounds, the same
+		// whatever containerd imports the files; the run on the default
+		// containerd proves it, and a second would add minutes to make test.
+		t.Skip("the flood runs against the default containerd only")
+	}
 	const files = 2000
 	e := newWatchEnv(t, true)
 	b, err := os.ReadFile(maxQueuedEvents)
