@@ -84,6 +84,7 @@ var flagCases = map[string]flagCase{
 	"verify-wait":             {"2m0s", "30s", "30s", "1h", "1h0m0s", both},
 	"verify-max-sidecar-size": {"64KiB", "1Mi", "1MiB", "4KiB", "4KiB", both},
 	"all":                     {"false", "true", "true", "false", "false", unpinOnly},
+	"hold":                    {"false", "true", "true", "false", "false", unpinOnly},
 	"source":                  {"", "env.tar", "env.tar", "arg.tar", "arg.tar", unpinOnly},
 }
 

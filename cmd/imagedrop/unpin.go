@@ -17,6 +17,7 @@ type unpinConfig struct {
 	common commonConfig
 	all    bool
 	source string
+	hold   bool
 }
 
 func (c *unpinConfig) register(fs *flag.FlagSet) {
@@ -27,6 +28,7 @@ func (c *unpinConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.common.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
 	fs.StringVar(&c.common.importer.Namespace, "namespace", c.common.importer.Namespace, "containerd namespace (CRI uses k8s.io)")
 	fs.BoolVar(&c.all, "all", false, "release every image imagedrop labelled, whatever file it came from")
+	fs.BoolVar(&c.hold, "hold", false, "after releasing, keep running until SIGTERM (the container of the chart's uninstall DaemonSet)")
 	fs.StringVar(&c.source, "source", "", "release only the images that came from this file (its base name is compared with the imagedrop.io/source label)")
 }
 
@@ -94,5 +96,9 @@ func runUnpin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "released %s\n", name)
 	}
 	fmt.Fprintf(stdout, "%d of %d images released (namespace %s)\n", n, len(names), cfg.common.importer.Namespace)
-	return err
+	if err != nil || !cfg.hold {
+		return err
+	}
+	<-ctx.Done()
+	return nil
 }
