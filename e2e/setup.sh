@@ -89,6 +89,17 @@ if [ ! -x "$CACHE/bin/staticcheck" ]; then
   echo "setup: installing staticcheck into $CACHE/bin" >&2
   (cd /tmp && GOBIN="$CACHE/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)
 fi
+# A static kubectl for the chart's uninstall hook and helm test (e2e/k8s
+# packages it as an image), from the same k8s.io/kubernetes module.
+if [ ! -x "$CACHE/bin/kubectl-$K8S_VERSION" ]; then
+  echo "setup: building kubectl $K8S_VERSION into $CACHE/bin (a few minutes, once)" >&2
+  tmp=$(mktemp -d)
+  cp "$k8sdir/go.mod" "$k8sdir/go.sum" "$tmp/"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubectl"\n' >"$tmp/tools.go"
+  (cd "$tmp" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE/bin/kubectl-$K8S_VERSION.tmp" k8s.io/kubernetes/cmd/kubectl &&
+    mv "$CACHE/bin/kubectl-$K8S_VERSION.tmp" "$CACHE/bin/kubectl-$K8S_VERSION")
+  rm -rf "$tmp"
+fi
 # helm for the chart in deploy/chart (e2e/k8s), keyed by version.
 if [ ! -x "$CACHE/bin/helm-$HELM_VERSION" ]; then
   echo "setup: building helm $HELM_VERSION into $CACHE/bin (about 3 minutes, once)" >&2
