@@ -31,9 +31,11 @@ const (
 // TestChartLifecycle installs the Helm chart (flavour containerd, pointed at
 // the test's containerd and directories) on a single-node cluster, waits
 // for the pod to be Ready, copies an archive slowly into the node's images
-// directory and runs a Pod from it with imagePullPolicy Never, runs helm
+// directory and runs a Pod from it with imagePullPolicy Never, as it does
+// the image an image list of the values names on a registry (/metrics,
+// scraped through the API server's proxy, counts the import), runs helm
 // test, upgrades the release with a changed argument (the new pod skips the
-// unchanged archive: /status), and uninstalls it: the pre-delete hook
+// unchanged archive: /status and /metrics), and uninstalls it: the pre-delete hook
 // releases every image, so none carries imagedrop's pin or source label,
 // and every image is still there.
 func TestChartLifecycle(t *testing.T) {
@@ -41,21 +43,7 @@ func TestChartLifecycle(t *testing.T) {
 		t.Skip("starts a Kubernetes node: not with -short")
 	}
 	helm := requireHelm(t)
-	_, err := harness.FindKubernetes()
-	for _, p := range []string{containerd2, kubectlBin} {
-		if err == nil {
-			_, err = os.Stat(p)
-		}
-	}
-	if err == nil && os.Geteuid() != 0 {
-		err = errors.New("kubelet and containerd need root")
-	}
-	if err != nil {
-		if harness.InCI() {
-			t.Fatalf("a Kubernetes node is required under CI: %v", err)
-		}
-		t.Skipf("cannot start a Kubernetes node: %v", err)
-	}
+	requireNode(t, kubectlBin)
 	timings := newTimings(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 7*time.Minute)
 	defer cancel()
@@ -66,11 +54,15 @@ func TestChartLifecycle(t *testing.T) {
 	n := startNode(ctx, t, work, imagedropBin,
 		runnableImage(t, imagedropImage, "imagedrop", imagedropBin, "watch"),
 		runnableImage(t, kubectlImage, "kubectl", kubectlBin))
+	// An image on a registry, named by an image list in the chart's values.
+	reg := harness.RequireRegistry(t)
+	reg.Push(t, "e2e/listed:1", hello)
+	listed := reg.Host + "/e2e/listed:1"
 	timings.mark("build images, start containerd and the cluster")
 
 	port := freePort(t)
 	values := filepath.Join(work, "values.yaml")
-	if err := os.WriteFile(values, []byte(chartTestValues(t, n, port)), 0o644); err != nil {
+	if err := os.WriteFile(values, []byte(chartTestValues(t, n, port, listed)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	helmEnv := []string{"KUBECONFIG=" + n.k.Kubeconfig}
@@ -80,24 +72,19 @@ func TestChartLifecycle(t *testing.T) {
 	}
 	first := readyPod(ctx, t, n.k, "")
 	timings.mark("helm install --wait until the imagedrop pod is Ready")
+	// Ready means the preload is done: the listed image was pulled.
+	runPod(ctx, t, n.k, "listed", listed)
+	timings.mark("a Pod with imagePullPolicy Never runs the listed image")
 
 	// An archive copied slowly, in place, into the node's images directory.
 	archive := filepath.Join(work, "hello.tar")
 	writeDockerSave(t, archive, hello)
 	slowCopy(ctx, t, archive, filepath.Join(n.imagesDir, "hello.tar"))
-	client := n.c.Client(t)
-	cctx := namespaces.WithNamespace(ctx, criNamespace)
-	waitFor(ctx, t, "hello image in containerd, pinned", func() error {
-		img, err := client.ImageService().Get(cctx, helloImage)
-		if err != nil {
-			return err
-		}
-		if got := img.Labels[pinnedLabel]; got != "pinned" {
-			return fmt.Errorf("label %s = %q, want pinned", pinnedLabel, got)
-		}
-		return nil
-	})
-	runHello(ctx, t, n.k)
+	waitPinned(ctx, t, n, helloImage)
+	runPod(ctx, t, n.k, "hello", helloImage)
+	if got := archivesProcessed(ctx, t, n.k, first, port); got["success"] != 1 {
+		t.Errorf("/metrics of %s through the API server: archives processed %v, want 1 success", first, got)
+	}
 	timings.mark("slow copy until a Pod with imagePullPolicy Never ran it")
 
 	if out, err := runHelm(ctx, t, helm, helmEnv, "test", "imagedrop", "--namespace", "imagedrop", "--timeout", "2m"); err != nil {
@@ -110,66 +97,18 @@ func TestChartLifecycle(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	second := readyPod(ctx, t, n.k, first)
-	if args, err := n.k.Kubectl(ctx, nil, "-n", "imagedrop", "get", "pod", second, "-o", "jsonpath={.spec.containers[0].args}"); err != nil || !strings.Contains(args, "--settle=2s") {
-		t.Errorf("upgraded pod %s has args %s (%v), want --settle=2s", second, args, err)
-	}
-	// /status of the new pod: hello.tar done, from the state file, not
-	// processed again (no attempts in this run).
-	var st struct {
-		Files []fileAttempts `json:"files"`
-	}
-	if err := getURLJSON(ctx, fmt.Sprintf("http://127.0.0.1:%d/status", port), &st); err != nil {
-		t.Fatal(err)
-	}
-	i := slices.IndexFunc(st.Files, func(f fileAttempts) bool { return f.Path == "hello.tar" })
-	switch {
-	case i < 0:
-		t.Errorf("/status of the upgraded pod has no hello.tar: %+v", st.Files)
-	case st.Files[i].State != "done" || st.Files[i].Attempts != 0 || !slices.Contains(st.Files[i].Images, helloImage):
-		t.Errorf("/status of the upgraded pod: hello.tar = %+v, want done, 0 attempts (skipped as unchanged), with %s", st.Files[i], helloImage)
-	}
+	checkUpgraded(ctx, t, n, second, port)
 	timings.mark("helm upgrade until the new pod is Ready, state re-used")
 
-	before, err := client.ImageService().List(cctx)
+	cctx := namespaces.WithNamespace(ctx, criNamespace)
+	before, err := n.c.Client(t).ImageService().List(cctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out, err := runHelm(ctx, t, helm, helmEnv, "uninstall", "imagedrop", "--namespace", "imagedrop", "--wait", "--timeout", "3m"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	after, err := client.ImageService().List(cctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, img := range before {
-		j := slices.IndexFunc(after, func(a images.Image) bool { return a.Name == img.Name })
-		if j < 0 {
-			t.Errorf("image %s is gone after uninstall", img.Name)
-			continue
-		}
-		if a := after[j]; a.Target.Digest != img.Target.Digest {
-			t.Errorf("image %s changed target: %s → %s", img.Name, img.Target.Digest, a.Target.Digest)
-		}
-	}
-	// The CRI pins its sandbox image itself (and pins it again when an
-	// image event touches it): that pin is not imagedrop's.
-	sandbox := slices.IndexFunc(after, func(a images.Image) bool { return a.Name == pauseImages[0] })
-	for _, img := range after {
-		if v, ok := img.Labels[importer.LabelSource]; ok {
-			t.Errorf("after helm uninstall, image %s still has %s=%s", img.Name, importer.LabelSource, v)
-		}
-		criPinned := sandbox >= 0 && img.Target.Digest == after[sandbox].Target.Digest
-		if _, ok := img.Labels[importer.LabelPinned]; ok && !criPinned {
-			t.Errorf("after helm uninstall, image %s is still pinned", img.Name)
-		}
-	}
-	waitFor(ctx, t, "no workload left after helm uninstall", func() error {
-		out, err := n.k.Kubectl(ctx, nil, "get", "daemonsets,jobs,pods", "-n", "imagedrop", "-o", "name")
-		if err == nil && strings.TrimSpace(out) != "" {
-			err = fmt.Errorf("left: %s", strings.Join(strings.Fields(out), " "))
-		}
-		return err
-	})
+	checkUninstalled(ctx, t, n, before)
 	timings.mark("helm uninstall (pre-delete unpin on the node)")
 }
 
@@ -177,7 +116,7 @@ func TestChartLifecycle(t *testing.T) {
 // directories, the images imported onto the node, a free host port, probes
 // every second, and has kubectl talk to the API server on 127.0.0.1 (the
 // cluster has no kube-proxy for the in-cluster Service).
-func chartTestValues(t *testing.T, n *node, port int) string {
+func chartTestValues(t *testing.T, n *node, port int, listed string) string {
 	t.Helper()
 	b, err := os.ReadFile(n.k.Kubeconfig)
 	if err != nil {
@@ -198,13 +137,16 @@ env:
   - {name: IMAGEDROP_LOG_LEVEL, value: debug}
 startupProbe: {periodSeconds: 1, failureThreshold: 120}
 readinessProbe: {periodSeconds: 1}
+lists:
+  listed.txt: |
+    %s
 kubectl:
   image: %q
   pullPolicy: Never
   command: [/kubectl]
   hostNetwork: true
   extraArgs: [--server=%s, --insecure-skip-tls-verify, --token=%s]
-`, n.c.Dir, filepath.Base(n.c.Address), filepath.Join(n.c.Dir, "root"), n.imagesDir, n.stateDir, port, repo, tag, kubectlImage, n.k.Server, m[1])
+`, n.c.Dir, filepath.Base(n.c.Address), filepath.Join(n.c.Dir, "root"), n.imagesDir, n.stateDir, port, repo, tag, listed, kubectlImage, n.k.Server, m[1])
 }
 
 // readyPod waits for the one imagedrop pod, other than not, to be Ready and
@@ -259,32 +201,32 @@ func slowCopy(ctx context.Context, t *testing.T, src, dst string) {
 	}
 }
 
-// runHello runs helloImage in a Pod with imagePullPolicy Never until it
-// succeeds, and checks its greeting.
-func runHello(ctx context.Context, t *testing.T, k *harness.Kubernetes) {
+// runPod runs image (the hello program) in a Pod called name with
+// imagePullPolicy Never until it succeeds, and checks its greeting.
+func runPod(ctx context.Context, t *testing.T, k *harness.Kubernetes, name, image string) {
 	t.Helper()
-	podSpec := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hello","namespace":"default"},
+	podSpec := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":"default"},
 "spec":{"restartPolicy":"Never","automountServiceAccountToken":false,"terminationGracePeriodSeconds":1,
-"containers":[{"name":"hello","image":%q,"imagePullPolicy":"Never"}]}}`, helloImage)
-	waitFor(ctx, t, "hello pod created", func() error {
+"containers":[{"name":"hello","image":%q,"imagePullPolicy":"Never"}]}}`, name, image)
+	waitFor(ctx, t, name+" pod created", func() error {
 		_, err := k.Kubectl(ctx, []byte(podSpec), "create", "-f", "-")
 		return err
 	})
-	waitFor(ctx, t, "hello pod Succeeded", func() error {
+	waitFor(ctx, t, name+" pod Succeeded", func() error {
 		var p pod
-		if err := getJSON(ctx, k, &p, "-n", "default", "get", "pod", "hello"); err != nil {
+		if err := getJSON(ctx, k, &p, "-n", "default", "get", "pod", name); err != nil {
 			return err
 		}
 		switch p.Status.Phase {
 		case "Succeeded":
 			return nil
 		case "Failed":
-			t.Fatalf("hello pod failed: %s", p.waiting())
+			t.Fatalf("%s pod failed: %s", name, p.waiting())
 		}
 		return fmt.Errorf("phase %s: %s", p.Status.Phase, p.waiting())
 	})
-	if got := podLogs(k.Dir, "hello"); !strings.Contains(got, "hello from an image imagedrop imported") {
-		t.Errorf("hello pod log = %q, want its greeting", got)
+	if got := podLogs(k.Dir, "default_"+name+"_"); !strings.Contains(got, "hello from an image imagedrop imported") {
+		t.Errorf("%s pod log = %q, want its greeting", name, got)
 	}
 }
 
@@ -310,4 +252,137 @@ type fileAttempts struct {
 	State    string   `json:"state"`
 	Attempts int      `json:"attempts"`
 	Images   []string `json:"images"`
+}
+
+var processedRE = regexp.MustCompile(`(?m)^imagedrop_files_processed_total\{kind="archive",result="(\w+)"\} (\S+)$`)
+
+// archivesProcessed scrapes the pod's /metrics through the API server's
+// proxy and returns imagedrop_files_processed_total{kind="archive"} by result.
+func archivesProcessed(ctx context.Context, t *testing.T, k *harness.Kubernetes, pod string, port int) map[string]float64 {
+	t.Helper()
+	out, err := k.Kubectl(ctx, nil, "get", "--raw", fmt.Sprintf("/api/v1/namespaces/imagedrop/pods/%s:%d/proxy/metrics", pod, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, m := range processedRE.FindAllStringSubmatch(out, -1) {
+		var v float64
+		if _, err := fmt.Sscan(m[2], &v); err != nil {
+			t.Fatalf("/metrics: %q: %v", m[0], err)
+		}
+		got[m[1]] = v
+	}
+	return got
+}
+
+// requireNode skips the test, or fails it under CI, unless a Kubernetes
+// node can be started here (with the extra files given).
+func requireNode(t *testing.T, extra ...string) {
+	t.Helper()
+	_, err := harness.FindKubernetes()
+	for _, p := range append([]string{containerd2}, extra...) {
+		if err == nil {
+			_, err = os.Stat(p)
+		}
+	}
+	if err == nil && os.Geteuid() != 0 {
+		err = errors.New("kubelet and containerd need root")
+	}
+	if err != nil {
+		if harness.InCI() {
+			t.Fatalf("a Kubernetes node is required under CI: %v", err)
+		}
+		t.Skipf("cannot start a Kubernetes node: %v", err)
+	}
+}
+
+// waitPinned waits until the image is in the node's containerd, pinned.
+func waitPinned(ctx context.Context, t *testing.T, n *node, name string) {
+	t.Helper()
+	client := n.c.Client(t)
+	cctx := namespaces.WithNamespace(ctx, criNamespace)
+	waitFor(ctx, t, name+" in containerd, pinned", func() error {
+		img, err := client.ImageService().Get(cctx, name)
+		if err != nil {
+			return err
+		}
+		if got := img.Labels[pinnedLabel]; got != "pinned" {
+			return fmt.Errorf("label %s = %q, want pinned", pinnedLabel, got)
+		}
+		return nil
+	})
+}
+
+// checkUpgraded checks the pod of the upgraded release: its new argument,
+// and the archive done from the state file, not processed again (/status:
+// no attempt in this run; /metrics: skipped, no success).
+func checkUpgraded(ctx context.Context, t *testing.T, n *node, pod string, port int) {
+	t.Helper()
+	if args, err := n.k.Kubectl(ctx, nil, "-n", "imagedrop", "get", "pod", pod, "-o", "jsonpath={.spec.containers[0].args}"); err != nil || !strings.Contains(args, "--settle=2s") {
+		t.Errorf("upgraded pod %s has args %s (%v), want --settle=2s", pod, args, err)
+	}
+	// /status of the new pod: hello.tar done, from the state file, not
+	// processed again (no attempts in this run).
+	var st struct {
+		Files []fileAttempts `json:"files"`
+	}
+	if err := getURLJSON(ctx, fmt.Sprintf("http://127.0.0.1:%d/status", port), &st); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(st.Files, func(f fileAttempts) bool { return f.Path == "hello.tar" })
+	switch {
+	case i < 0:
+		t.Errorf("/status of the upgraded pod has no hello.tar: %+v", st.Files)
+	case st.Files[i].State != "done" || st.Files[i].Attempts != 0 || !slices.Contains(st.Files[i].Images, helloImage):
+		t.Errorf("/status of the upgraded pod: hello.tar = %+v, want done, 0 attempts (skipped as unchanged), with %s", st.Files[i], helloImage)
+	}
+	if got := archivesProcessed(ctx, t, n.k, pod, port); got["success"] != 0 || got["skipped"] != 1 {
+		t.Errorf("/metrics of the upgraded pod %s: archives processed %v, want 1 skipped and no success", pod, got)
+	}
+}
+
+// checkUninstalled checks the node's containerd after helm uninstall: every
+// image of before still there with its target, none with imagedrop's
+// source label or pin, and no workload left.
+func checkUninstalled(ctx context.Context, t *testing.T, n *node, before []images.Image) {
+	t.Helper()
+	cctx := namespaces.WithNamespace(ctx, criNamespace)
+	after, err := n.c.Client(t).ImageService().List(cctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{helloImage, imagedropImage} {
+		if !slices.ContainsFunc(before, func(b images.Image) bool { return b.Name == want && b.Labels[importer.LabelSource] != "" }) {
+			t.Fatalf("before uninstall, %s has no %s: nothing to prove", want, importer.LabelSource)
+		}
+	}
+	for _, img := range before {
+		j := slices.IndexFunc(after, func(a images.Image) bool { return a.Name == img.Name })
+		if j < 0 {
+			t.Errorf("image %s is gone after uninstall", img.Name)
+			continue
+		}
+		if a := after[j]; a.Target.Digest != img.Target.Digest {
+			t.Errorf("image %s changed target: %s → %s", img.Name, img.Target.Digest, a.Target.Digest)
+		}
+	}
+	// The CRI pins its sandbox image itself (and pins it again when an
+	// image event touches it): that pin is not imagedrop's.
+	sandbox := slices.IndexFunc(after, func(a images.Image) bool { return a.Name == pauseImages[0] })
+	for _, img := range after {
+		if v, ok := img.Labels[importer.LabelSource]; ok {
+			t.Errorf("after helm uninstall, image %s still has %s=%s", img.Name, importer.LabelSource, v)
+		}
+		criPinned := sandbox >= 0 && img.Target.Digest == after[sandbox].Target.Digest
+		if _, ok := img.Labels[importer.LabelPinned]; ok && !criPinned {
+			t.Errorf("after helm uninstall, image %s is still pinned", img.Name)
+		}
+	}
+	waitFor(ctx, t, "no workload left after helm uninstall", func() error {
+		out, err := n.k.Kubectl(ctx, nil, "get", "daemonsets,jobs,pods", "-n", "imagedrop", "-o", "name")
+		if err == nil && strings.TrimSpace(out) != "" {
+			err = fmt.Errorf("left: %s", strings.Join(strings.Fields(out), " "))
+		}
+		return err
+	})
 }
