@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -51,9 +50,14 @@ func TestChartLifecycle(t *testing.T) {
 	work := t.TempDir()
 	imagedropBin := buildStatic(t, work, "./cmd/imagedrop")
 	hello := runnableImage(t, helloImage, "hello", buildStatic(t, work, "./e2e/k8s/testdata/hello"))
-	n := startNode(ctx, t, work, imagedropBin,
-		runnableImage(t, imagedropImage, "imagedrop", imagedropBin, "watch"),
-		runnableImage(t, kubectlImage, "kubectl", kubectlBin))
+	// The imagedrop image as `make image` builds it.
+	repo, tag, _ := strings.Cut(imagedropImage, ":")
+	idArchive, _, err := harness.BuildImageArchive(work, repo, tag, "v0.0.0-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectlArchive := writeDockerSave(t, filepath.Join(work, "kubectl.tar"), runnableImage(t, kubectlImage, "kubectl", kubectlBin))
+	n := startNode(ctx, t, work, imagedropBin, idArchive, kubectlArchive)
 	// An image on a registry, named by an image list in the chart's values.
 	reg := harness.RequireRegistry(t)
 	reg.Push(t, "e2e/listed:1", hello)
@@ -132,6 +136,7 @@ containerd: {socketDir: %q, socket: %q, root: %q}
 imagesDir: %q
 stateDir: %q
 port: %d
+listenHost: ""
 image: {repository: %q, tag: %q, pullPolicy: Never}
 env:
   - {name: IMAGEDROP_LOG_LEVEL, value: debug}
@@ -230,22 +235,6 @@ func runPod(ctx context.Context, t *testing.T, k *harness.Kubernetes, name, imag
 	}
 }
 
-func getURLJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
 // fileAttempts is the part of a file's /status the upgrade check reads.
 type fileAttempts struct {
 	Path     string   `json:"path"`
@@ -326,7 +315,11 @@ func checkUpgraded(ctx context.Context, t *testing.T, n *node, pod string, port 
 	var st struct {
 		Files []fileAttempts `json:"files"`
 	}
-	if err := getURLJSON(ctx, fmt.Sprintf("http://127.0.0.1:%d/status", port), &st); err != nil {
+	b, err := getNode(ctx, port, "/status")
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	i := slices.IndexFunc(st.Files, func(f fileAttempts) bool { return f.Path == "hello.tar" })

@@ -19,20 +19,17 @@ type node struct {
 }
 
 // startNode starts containerd with its CRI and a bridge network, imports
-// the pause images and imgs with the imagedrop binary (into the CRI's
-// namespace), and starts the cluster on it. Everything is stopped and
+// the pause images and the archives with the imagedrop binary (into the
+// CRI's namespace), and starts the cluster on it. Everything is stopped and
 // removed when the test ends.
-func startNode(ctx context.Context, t *testing.T, work, imagedropBin string, imgs ...*harness.Image) *node {
+func startNode(ctx context.Context, t *testing.T, work, imagedropBin string, archives ...string) *node {
 	t.Helper()
 	pauseBin := buildStatic(t, work, "./e2e/k8s/testdata/pause")
 	var pauses []*harness.Image
 	for _, name := range pauseImages {
 		pauses = append(pauses, runnableImage(t, name, "pause", pauseBin))
 	}
-	archives := []string{writeDockerSave(t, filepath.Join(work, "pause.tar"), pauses...)}
-	for i, img := range imgs {
-		archives = append(archives, writeDockerSave(t, filepath.Join(work, "node-image-"+string(rune('a'+i))+".tar"), img))
-	}
+	archives = append(archives, writeDockerSave(t, filepath.Join(work, "pause.tar"), pauses...))
 
 	c, err := harness.StartContainerd(ctx, containerd2)
 	if err != nil {
