@@ -7,6 +7,7 @@ set -euo pipefail
 
 CONTAINERD2_VERSION=${CONTAINERD2_VERSION:-v2.4.2}
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CACHE=${IMAGEDROP_CACHE:-/var/cache/imagedrop}
 bindir="$CACHE/containerd-$CONTAINERD2_VERSION/bin"
 k8sdir="$CACHE/k8s-build"
@@ -88,4 +89,24 @@ if [ ! -x "$CACHE/bin/staticcheck" ]; then
   echo "setup: installing staticcheck into $CACHE/bin" >&2
   (cd /tmp && GOBIN="$CACHE/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)
 fi
+# A static kubectl for the chart's uninstall hook and helm test (e2e/k8s
+# packages it as an image), from the same k8s.io/kubernetes module.
+if [ ! -x "$CACHE/bin/kubectl-$K8S_VERSION" ]; then
+  echo "setup: building kubectl $K8S_VERSION into $CACHE/bin (a few minutes, once)" >&2
+  tmp=$(mktemp -d)
+  cp "$k8sdir/go.mod" "$k8sdir/go.sum" "$tmp/"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubectl"\n' >"$tmp/tools.go"
+  (cd "$tmp" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE/bin/kubectl-$K8S_VERSION.tmp" k8s.io/kubernetes/cmd/kubectl &&
+    mv "$CACHE/bin/kubectl-$K8S_VERSION.tmp" "$CACHE/bin/kubectl-$K8S_VERSION")
+  rm -rf "$tmp"
+fi
+# helm for the chart in deploy/chart (e2e/k8s), keyed by version.
+if [ ! -x "$CACHE/bin/helm-$HELM_VERSION" ]; then
+  echo "setup: building helm $HELM_VERSION into $CACHE/bin (about 3 minutes, once)" >&2
+  tmp=$(mktemp -d)
+  (cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" &&
+    mv "$tmp/helm" "$CACHE/bin/helm-$HELM_VERSION")
+  rm -rf "$tmp"
+fi
+ln -sfn "helm-$HELM_VERSION" "$CACHE/bin/helm"
 echo "$bindir/containerd"

@@ -31,13 +31,17 @@ type flagCase struct {
 var (
 	both      = []string{"import", "watch"}
 	watchOnly = []string{"watch"}
+	unpinOnly = []string{"unpin"}
+	// withUnpin: the flags unpin shares with import and watch.
+	withUnpin = []string{"import", "watch", "unpin"}
+	commands  = withUnpin
 )
 
 // flagCases has a case for every flag of every command;
 // TestEveryFlagHasACase keeps it so.
 var flagCases = map[string]flagCase{
-	"containerd-address":      {"/run/containerd/containerd.sock", "/env.sock", "/env.sock", "/arg.sock", "/arg.sock", both},
-	"namespace":               {"k8s.io", "env-ns", "env-ns", "arg-ns", "arg-ns", both},
+	"containerd-address":      {"/run/containerd/containerd.sock", "/env.sock", "/env.sock", "/arg.sock", "/arg.sock", withUnpin},
+	"namespace":               {"k8s.io", "env-ns", "env-ns", "arg-ns", "arg-ns", withUnpin},
 	"extra-registry":          {"", "env.local, env2.local:5000,", "env.local,env2.local:5000", "arg.local", "arg.local", both},
 	"pin":                     {"true", "false", "false", "true", "true", both},
 	"unpack":                  {"true", "0", "false", "1", "true", both},
@@ -79,6 +83,9 @@ var flagCases = map[string]flagCase{
 	"verify-key":              {"", "/env/a.pub, /env/b.pub", "/env/a.pub,/env/b.pub", "/arg/c.pub", "/arg/c.pub", both},
 	"verify-wait":             {"2m0s", "30s", "30s", "1h", "1h0m0s", both},
 	"verify-max-sidecar-size": {"64KiB", "1Mi", "1MiB", "4KiB", "4KiB", both},
+	"all":                     {"false", "true", "true", "false", "false", unpinOnly},
+	"hold":                    {"false", "true", "true", "false", "false", unpinOnly},
+	"source":                  {"", "env.tar", "env.tar", "arg.tar", "arg.tar", unpinOnly},
 }
 
 // commandFlags returns a command's flag set, bound to a fresh configuration.
@@ -89,6 +96,8 @@ func commandFlags(command string) *flag.FlagSet {
 		fs = newImportFlags(&importConfig{}, io.Discard)
 	case "watch":
 		fs = newWatchFlags(&watchConfig{}, io.Discard)
+	case "unpin":
+		fs = newUnpinFlags(&unpinConfig{}, io.Discard)
 	default:
 		panic("no command " + command)
 	}
@@ -97,7 +106,7 @@ func commandFlags(command string) *flag.FlagSet {
 
 func TestEveryFlagHasACase(t *testing.T) {
 	t.Parallel()
-	for _, command := range both {
+	for _, command := range commands {
 		commandFlags(command).VisitAll(func(f *flag.Flag) {
 			c, ok := flagCases[f.Name]
 			if !ok {

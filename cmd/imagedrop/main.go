@@ -55,6 +55,8 @@ const usage = `imagedrop makes container images appear on a node.
 Usage:
   imagedrop import [flags] FILE...   import archives and pre-pull lists once
   imagedrop watch [flags]            preload, then watch the images directory
+  imagedrop unpin --all | --source FILE
+                                     remove imagedrop's pin and source labels (before an uninstall)
   imagedrop version                  print the version
 
 Every flag has an environment twin: --containerd-address is IMAGEDROP_CONTAINERD_ADDRESS.
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runImport(ctx, rest, stdout, stderr)
 	case "watch":
 		return runWatch(ctx, rest, stdout, stderr)
+	case "unpin":
+		return runUnpin(ctx, rest, stdout, stderr)
 	case "version":
 		return runVersion(rest, stdout)
 	case "help", "-h", "--help":

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/imagedrop/imagedrop/importer"
+)
+
+// unpinConfig is the configuration of imagedrop unpin.
+type unpinConfig struct {
+	common commonConfig
+	all    bool
+	source string
+	hold   bool
+}
+
+func (c *unpinConfig) register(fs *flag.FlagSet) {
+	c.common.importer = importer.DefaultConfig()
+	// Unpin reads no file and writes no blob: no free-space check.
+	c.common.importer.ContainerdRoot = ""
+	c.common.logLevel, c.common.logFormat = "info", "text"
+	fs.StringVar(&c.common.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
+	fs.StringVar(&c.common.importer.Namespace, "namespace", c.common.importer.Namespace, "containerd namespace (CRI uses k8s.io)")
+	fs.BoolVar(&c.all, "all", false, "release every image imagedrop labelled, whatever file it came from")
+	fs.BoolVar(&c.hold, "hold", false, "after releasing, keep running until SIGTERM (the container of the chart's uninstall DaemonSet)")
+	fs.StringVar(&c.source, "source", "", "release only the images that came from this file (its base name is compared with the imagedrop.io/source label)")
+}
+
+func (c *unpinConfig) validate() error {
+	switch {
+	case c.all && c.source != "":
+		return errors.New("unpin: give --all or --source FILE, not both")
+	case !c.all && c.source == "":
+		return errors.New("unpin: give --all or --source FILE")
+	}
+	return c.common.validate()
+}
+
+// newUnpinFlags returns unpin's flag set, bound to cfg.
+func newUnpinFlags(cfg *unpinConfig, stderr io.Writer) *flag.FlagSet {
+	fs := newFlagSet("unpin", "unpin [flags] --all | --source FILE", stderr)
+	cfg.register(fs)
+	return fs
+}
+
+func parseUnpin(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (unpinConfig, error) {
+	var cfg unpinConfig
+	fs := newUnpinFlags(&cfg, stderr)
+	if err := parseFlags(fs, args, lookupEnv); err != nil {
+		return unpinConfig{}, err
+	}
+	if fs.NArg() > 0 {
+		return unpinConfig{}, usageError{fmt.Errorf("unpin: unexpected argument %q (use --source FILE)", fs.Arg(0))}
+	}
+	if err := cfg.validate(); err != nil {
+		return unpinConfig{}, usageError{err}
+	}
+	return cfg, nil
+}
+
+// runUnpin removes imagedrop's pin and source labels from the images it
+// labelled, all of them or those of one file, so that kubelet's image GC may
+// collect them once unused: what an uninstall runs on every node. The images
+// themselves stay.
+func runUnpin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseUnpin(args, os.LookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	log := cfg.common.logger(stderr)
+	client, err := cfg.common.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"))
+	if err != nil {
+		return err
+	}
+	source := ""
+	if cfg.source != "" {
+		source = filepath.Base(cfg.source)
+	}
+	names, err := im.Owned(ctx, source)
+	if err != nil {
+		return err
+	}
+	n, err := im.Release(ctx, names)
+	for _, name := range names {
+		fmt.Fprintf(stdout, "released %s\n", name)
+	}
+	fmt.Fprintf(stdout, "%d of %d images released (namespace %s)\n", n, len(names), cfg.common.importer.Namespace)
+	if err != nil || !cfg.hold {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}

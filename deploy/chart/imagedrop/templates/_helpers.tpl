@@ -1,0 +1,56 @@
+{{/* The labels of every object: deploy/base's, and Helm's. */}}
+{{- define "imagedrop.labels" -}}
+app.kubernetes.io/name: imagedrop
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{/* Host paths and the in-pod socket directory of the flavour. */}}
+{{- define "imagedrop.flavour" -}}
+{{- $f := dict
+  "containerd" (dict "mount" "/run/containerd" "root" "/var/lib/containerd")
+  "k3s" (dict "mount" "/run/k3s/containerd" "root" "/var/lib/rancher/k3s/agent/containerd")
+  "rke2" (dict "mount" "/run/k3s/containerd" "root" "/var/lib/rancher/rke2/agent/containerd") -}}
+{{- $v := get $f .Values.flavour -}}
+{{- if not $v -}}
+{{- fail (printf "flavour %q: want containerd, k3s or rke2" .Values.flavour) -}}
+{{- end -}}
+{{- $c := .Values.containerd -}}
+{{- toJson (dict
+  "mount" $v.mount
+  "socketDir" (default $v.mount $c.socketDir)
+  "address" (printf "%s/%s" $v.mount $c.socket)
+  "root" (default $v.root $c.root)) -}}
+{{- end }}
+
+{{- define "imagedrop.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/* The Secret holding the docker config.json of --pull-auth, if any. */}}
+{{- define "imagedrop.pullAuthSecret" -}}
+{{- if .Values.pullAuth.existingSecret -}}
+{{ .Values.pullAuth.existingSecret }}
+{{- else if .Values.pullAuth.dockerConfigJson -}}
+imagedrop-pull-auth
+{{- end -}}
+{{- end }}
+
+{{/* The socket mount, the same in the DaemonSet and the unpin hook. */}}
+{{- define "imagedrop.socketMount" -}}
+{{- $fl := include "imagedrop.flavour" . | fromJson -}}
+- name: containerd
+  mountPath: {{ $fl.mount }}
+  readOnly: true
+  mountPropagation: HostToContainer
+{{- end }}
+
+{{- define "imagedrop.socketVolume" -}}
+{{- $fl := include "imagedrop.flavour" . | fromJson -}}
+- name: containerd
+  hostPath:
+    path: {{ $fl.socketDir }}
+    type: Directory
+{{- end }}

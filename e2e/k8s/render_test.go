@@ -1,0 +1,211 @@
+package k8s
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// fullValues turns on every optional object of the chart.
+const fullValues = `
+extraRegistries: [registry.local:5000, mirror.example.com]
+lists:
+  images.txt: |
+    docker.io/library/busybox:1.36
+pullAuth:
+  dockerConfigJson: '{"auths":{"registry.example.com":{"auth":"dXNlcjpwYXNz"}}}'
+extraArgs: [--settle=2s]
+env:
+  - name: IMAGEDROP_LOG_LEVEL
+    value: debug
+monitoring: {serviceMonitor: true, prometheusRule: true, dashboard: true, labels: {release: kube-prometheus-stack}}
+`
+
+// operatorKinds are the Prometheus Operator's kinds, which k8s.io/api does
+// not have: the real kube-apiserver checks them against their CRDs
+// (TestRenderedObjectsAccepted).
+var operatorKinds = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+// TestChartLint runs helm lint --strict on the chart with its defaults and
+// with every option on.
+func TestChartLint(t *testing.T) {
+	helm := requireHelm(t)
+	values := filepath.Join(t.TempDir(), "full.yaml")
+	if err := os.WriteFile(values, []byte(fullValues), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{}, {"-f", values}, {"--set", "flavour=k3s"}, {"--set", "flavour=rke2"}} {
+		if out, err := runHelm(t.Context(), t, helm, nil, append([]string{"lint", "--strict", chartDir}, args...)...); err != nil {
+			t.Errorf("helm lint %q: %v\n%s", args, err, out)
+		}
+	}
+	if _, err := runHelm(t.Context(), t, helm, nil, "template", chartDir, "--set", "flavour=docker"); err == nil ||
+		!strings.Contains(err.Error(), `flavour "docker": want containerd, k3s or rke2`) {
+		t.Errorf("an unknown flavour: %v; want it refused, naming it", err)
+	}
+}
+
+// TestChartMonitoringFiles checks that the chart's copies of deploy/monitoring's
+// objects are those files byte for byte.
+func TestChartMonitoringFiles(t *testing.T) {
+	for copy, orig := range map[string]string{
+		"servicemonitor.yaml": "servicemonitor.yaml", "podmonitor.yaml": "podmonitor/podmonitor.yaml",
+		"prometheusrule.yaml": "prometheusrule.yaml", "dashboard.json": "dashboard.json",
+	} {
+		got, err := os.ReadFile(filepath.Join(moduleRoot(), chartDir, "files", copy))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(moduleRoot(), "deploy", "monitoring", orig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s/files/%s differs from deploy/monitoring/%s: copy it again (cp deploy/monitoring/%[3]s %[1]s/files/%[2]s)", chartDir, copy, orig)
+		}
+	}
+}
+
+// TestChartMatchesKustomize renders, for each flavour, the chart (defaults)
+// and the kustomize directory of deploy/, decodes every object strictly into
+// its Kubernetes API type (a field the type lacks fails), and compares the
+// DaemonSets field by field, Helm's own labels aside.
+func TestChartMatchesKustomize(t *testing.T) {
+	helm := requireHelm(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for _, fl := range flavours {
+		t.Run(fl.name, func(t *testing.T) {
+			chart := decodeAll(t, "chart "+fl.name, helmTemplate(ctx, t, helm, fullValues, "flavour="+fl.name))
+			kust := decodeAll(t, "deploy/"+fl.overlay, kustomize(ctx, t, fl.overlay))
+			def := decodeAll(t, "chart "+fl.name+" (defaults)", helmTemplate(ctx, t, helm, "", "flavour="+fl.name))
+			got, want := def.daemonSet(t, "imagedrop"), kust.daemonSet(t, "imagedrop")
+			if diff := cmp.Diff(normalize(want), normalize(got)); diff != "" {
+				t.Errorf("DaemonSet imagedrop: deploy/%s (-) and the chart with flavour=%s (+) differ:\n%s", fl.overlay, fl.name, diff)
+			}
+			for _, kind := range []string{"Secret", "ConfigMap", "DaemonSet", "Job", "Pod"} {
+				if !slices.ContainsFunc(chart, func(o object) bool { return o.kind == kind }) {
+					t.Errorf("the chart with every option renders no %s", kind)
+				}
+			}
+		})
+	}
+}
+
+// object is one rendered document, decoded.
+type object struct {
+	kind, name string
+	obj        any
+	raw        []byte
+}
+
+type objects []object
+
+// decodeAll decodes every document strictly into its API type.
+func decodeAll(t *testing.T, what string, stream []byte) objects {
+	t.Helper()
+	var out objects
+	for _, doc := range splitYAML(stream) {
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, doc)
+		}
+		o := object{kind: meta.Kind, name: meta.Metadata.Name, raw: doc}
+		o.obj = newTyped(meta.APIVersion, meta.Kind)
+		if o.obj == nil {
+			if !slices.Contains(operatorKinds, meta.Kind) {
+				t.Errorf("%s: %s %s/%s has no API type in this test", what, meta.APIVersion, meta.Kind, meta.Metadata.Name)
+			}
+			out = append(out, o)
+			continue
+		}
+		if err := yaml.UnmarshalStrict(doc, o.obj); err != nil {
+			t.Errorf("%s: %s %s does not decode strictly: %v", what, meta.Kind, meta.Metadata.Name, err)
+		}
+		out = append(out, o)
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no objects", what)
+	}
+	return out
+}
+
+// newTyped returns a pointer to the Go type of apiVersion/kind, or nil.
+func newTyped(apiVersion, kind string) any {
+	switch apiVersion + " " + kind {
+	case "apps/v1 DaemonSet":
+		return &appsv1.DaemonSet{}
+	case "batch/v1 Job":
+		return &batchv1.Job{}
+	case "v1 Pod":
+		return &corev1.Pod{}
+	case "v1 ServiceAccount":
+		return &corev1.ServiceAccount{}
+	case "v1 Service":
+		return &corev1.Service{}
+	case "v1 ConfigMap":
+		return &corev1.ConfigMap{}
+	case "v1 Secret":
+		return &corev1.Secret{}
+	case "v1 Namespace":
+		return &corev1.Namespace{}
+	case "rbac.authorization.k8s.io/v1 Role":
+		return &rbacv1.Role{}
+	case "rbac.authorization.k8s.io/v1 RoleBinding":
+		return &rbacv1.RoleBinding{}
+	}
+	return nil
+}
+
+func (os objects) daemonSet(t *testing.T, name string) *appsv1.DaemonSet {
+	t.Helper()
+	for _, o := range os {
+		if ds, ok := o.obj.(*appsv1.DaemonSet); ok && o.name == name {
+			return ds
+		}
+	}
+	t.Fatalf("no DaemonSet %s", name)
+	return nil
+}
+
+// helmLabels are the labels the chart adds to its objects' metadata.
+var helmLabels = []string{"app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "app.kubernetes.io/version", "helm.sh/chart"}
+
+// normalize drops Helm's labels and sorts the lists whose order means
+// nothing (env, volumes, mounts), on a copy.
+func normalize(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+	ds = ds.DeepCopy()
+	for _, l := range helmLabels {
+		delete(ds.Labels, l)
+	}
+	spec := &ds.Spec.Template.Spec
+	slices.SortFunc(spec.Volumes, func(a, b corev1.Volume) int { return strings.Compare(a.Name, b.Name) })
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		slices.SortFunc(c.Env, func(a, b corev1.EnvVar) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(c.VolumeMounts, func(a, b corev1.VolumeMount) int { return strings.Compare(a.MountPath, b.MountPath) })
+	}
+	return ds
+}
+
+// String names an object in messages.
+func (o object) String() string { return fmt.Sprintf("%s/%s", o.kind, o.name) }
