@@ -263,15 +263,15 @@ func find(t *testing.T, objs []k8sObject, kind, name string, v any) k8sObject {
 // as printed ("" when none is printed).
 func watchFlags(t *testing.T) map[string]string {
 	t.Helper()
-	_, stderr, code := imagedrop(t, nil, "watch", "-h")
+	stdout, _, code := imagedrop(t, nil, "watch", "-h") // help asked for is on stdout
 	if code != 0 {
-		t.Fatalf("imagedrop watch -h: exit %d\n%s", code, stderr)
+		t.Fatalf("imagedrop watch -h: exit %d\n%s", code, stdout)
 	}
 	name := regexp.MustCompile(`^  -([a-z0-9-]+)`)
 	def := regexp.MustCompile(`\(default "?(.*?)"?\)$`)
 	flags := map[string]string{}
 	last := ""
-	for _, line := range strings.Split(stderr, "\n") {
+	for _, line := range strings.Split(stdout, "\n") {
 		if m := name.FindStringSubmatch(line); m != nil {
 			last = m[1]
 			flags[last] = ""
@@ -280,7 +280,7 @@ func watchFlags(t *testing.T) map[string]string {
 		}
 	}
 	if len(flags) < 5 {
-		t.Fatalf("found only %d flags in imagedrop watch -h:\n%s", len(flags), stderr)
+		t.Fatalf("found only %d flags in imagedrop watch -h:\n%s", len(flags), stdout)
 	}
 	return flags
 }

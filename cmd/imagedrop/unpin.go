@@ -29,7 +29,7 @@ func (c *unpinConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.common.importer.Namespace, "namespace", c.common.importer.Namespace, "containerd namespace (CRI uses k8s.io)")
 	fs.BoolVar(&c.all, "all", false, "release every image imagedrop labelled, whatever file it came from")
 	fs.BoolVar(&c.hold, "hold", false, "after releasing, keep running until SIGTERM (the container of the chart's uninstall DaemonSet)")
-	fs.StringVar(&c.source, "source", "", "release only the images that came from this file (its base name is compared with the imagedrop.io/source label)")
+	fs.StringVar(&c.source, "source", "", "release only the images that came from `FILE` (its base name is compared with the imagedrop.io/source label)")
 }
 
 func (c *unpinConfig) validate() error {
@@ -42,9 +42,13 @@ func (c *unpinConfig) validate() error {
 	return c.common.validate()
 }
 
+const unpinExamples = `  imagedrop unpin --all                   # before uninstalling imagedrop
+  imagedrop unpin --source 50-apps.tar    # the images of one file
+`
+
 // newUnpinFlags returns unpin's flag set, bound to cfg.
 func newUnpinFlags(cfg *unpinConfig, stderr io.Writer) *flag.FlagSet {
-	fs := newFlagSet("unpin", "unpin [flags] --all | --source FILE", stderr)
+	fs := newFlagSet("unpin", "unpin [flags] --all | --source FILE", unpinExamples, stderr)
 	cfg.register(fs)
 	return fs
 }
@@ -69,7 +73,7 @@ func parseUnpin(args []string, lookupEnv func(string) (string, bool), stderr io.
 // collect them once unused: what an uninstall runs on every node. The images
 // themselves stay.
 func runUnpin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseUnpin(args, os.LookupEnv, stderr)
+	cfg, err := parseUnpin(args, os.LookupEnv, helpOutput(args, stdout, stderr))
 	if err != nil {
 		return err
 	}

@@ -416,6 +416,11 @@ spec:
           env:
             - name: IMAGEDROP_CONTAINERD_ADDRESS
               value: /run/containerd/%[1]s
+            # Before its use: the patch's env entries come first.
+            - name: HOST_IP
+              valueFrom:
+                fieldRef:
+                  fieldPath: status.hostIP
             - name: IMAGEDROP_LISTEN_ADDRESS
               value: "$(HOST_IP):%[2]d"
             - name: IMAGEDROP_LOG_LEVEL
