@@ -315,7 +315,7 @@ func checkUpgraded(ctx context.Context, t *testing.T, n *node, pod string, port 
 	var st struct {
 		Files []fileAttempts `json:"files"`
 	}
-	b, err := getNode(ctx, port, "/status")
+	b, err := getNode(ctx, "127.0.0.1", port, "/status") // listenHost "": every address
 	if err == nil {
 		err = json.Unmarshal(b, &st)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -151,6 +152,7 @@ func TestDaemonSet(t *testing.T) {
 			t.Logf("--- imagedrop pod log ---\n%s", podLogs(k.Dir, "imagedrop"))
 		}
 	})
+	var hostIP string // imagedrop listens on its node's IP only
 	waitFor(ctx, t, "imagedrop pod Ready", func() error {
 		var pods podList
 		if err := getJSON(ctx, k, &pods, "-n", "imagedrop", "get", "pods", "-l", "app.kubernetes.io/name=imagedrop"); err != nil {
@@ -163,11 +165,12 @@ func TestDaemonSet(t *testing.T) {
 		if !p.ready() {
 			return fmt.Errorf("pod %s: phase %s, not Ready: %s", p.Metadata.Name, p.Status.Phase, p.waiting())
 		}
+		hostIP = p.Status.HostIP
 		return nil
 	})
 	timings.mark("kubectl apply -k until the imagedrop pod is Ready")
 	// The pod runs the archive's binary: the version it was built with.
-	if m, err := getNode(ctx, port, "/metrics"); err != nil || !strings.Contains(string(m), `version="v0.0.0-e2e"`) {
+	if m, err := getNode(ctx, hostIP, port, "/metrics"); err != nil || !strings.Contains(string(m), `version="v0.0.0-e2e"`) {
 		t.Errorf("imagedrop_build_info of the pod: %v; want version v0.0.0-e2e\n%s", err, lastLines(grepLines(string(m), "build_info"), 5))
 	}
 
@@ -222,7 +225,7 @@ func TestDaemonSet(t *testing.T) {
 
 	// /status on the node's port says what happened to the file.
 	var st statusDoc
-	if err := getStatus(ctx, port, &st); err != nil {
+	if err := getStatus(ctx, hostIP, port, &st); err != nil {
 		t.Fatal(err)
 	}
 	const file = "hello.tar" // relative to the images directory
@@ -470,6 +473,7 @@ type (
 		} `json:"metadata"`
 		Status struct {
 			Phase      string `json:"phase"`
+			HostIP     string `json:"hostIP"`
 			Conditions []struct {
 				Type   string `json:"type"`
 				Status string `json:"status"`
@@ -543,8 +547,8 @@ type (
 	}
 )
 
-func getStatus(ctx context.Context, port int, v *statusDoc) error {
-	b, err := getNode(ctx, port, "/status")
+func getStatus(ctx context.Context, host string, port int, v *statusDoc) error {
+	b, err := getNode(ctx, host, port, "/status")
 	if err != nil {
 		return err
 	}
@@ -555,8 +559,8 @@ func getStatus(ctx context.Context, port int, v *statusDoc) error {
 }
 
 // getNode GETs path from imagedrop's port on the node.
-func getNode(ctx context.Context, port int, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+func getNode(ctx context.Context, host string, port int, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s%s", net.JoinHostPort(host, strconv.Itoa(port)), path), nil)
 	if err != nil {
 		return nil, err
 	}
