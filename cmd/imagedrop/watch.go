@@ -22,6 +22,7 @@ type watchConfig struct {
 	common  commonConfig
 	watcher watcher.Config
 	server  metrics.ServerConfig
+	node    nodeConfig
 }
 
 func (c *watchConfig) register(fs *flag.FlagSet) {
@@ -41,6 +42,7 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.watcher.StallAfter, "stall-timeout", c.watcher.StallAfter, "how long a running job may make no progress before /healthz fails and /status marks it stalled (0: never)")
 	fs.DurationVar(&c.watcher.Grace, "shutdown-grace", c.watcher.Grace, "how long running jobs may finish after SIGTERM before they are cancelled")
 	fs.StringVar(&c.server.Address, "listen-address", c.server.Address, "address of the /metrics, /healthz, /readyz and /status server")
+	c.node.register(fs)
 }
 
 func (c *watchConfig) validate() error {
@@ -48,6 +50,9 @@ func (c *watchConfig) validate() error {
 		return err
 	}
 	if err := c.watcher.Validate(); err != nil {
+		return err
+	}
+	if err := c.node.validate(); err != nil {
 		return err
 	}
 	return c.server.Validate()
@@ -104,7 +109,18 @@ func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := watcher.New(cfg.watcher, log.With("component", "watcher"), processor{im}, im, m)
+	// With --node-name, the node reporter also hears of unpins.
+	var obs watcher.Observer = m
+	var node *nodeReporter
+	if cfg.node.enabled() {
+		kube, err := kubeClient(cfg.node.kube)
+		if err != nil {
+			return err
+		}
+		node = newNodeReporter(cfg.node, kube, metrics.NewNode(reg), log.With("component", "node"))
+		obs = nodeObserver{m, node}
+	}
+	w, err := watcher.New(cfg.watcher, log.With("component", "watcher"), processor{im}, im, obs)
 	if err != nil {
 		return err
 	}
@@ -117,6 +133,9 @@ func runWatch(ctx context.Context, args []string, _, stderr io.Writer) error {
 	g.Go(func() error { cleanup(ctx, im, log); return nil })
 	g.Go(func() error { defer stopLive(); return w.Run(ctx) })
 	g.Go(func() error { return srv.Run(ctx) })
+	if node != nil {
+		g.Go(func() error { return node.Run(ctx, w.Status) })
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -130,7 +149,20 @@ var (
 	_ watcher.Images    = (*importer.Importer)(nil)
 	_ watcher.Processor = processor{}
 	_ metrics.Probes    = probes{}
+	_ watcher.Observer  = nodeObserver{}
 )
+
+// nodeObserver is the watcher's Observer with the node reporter: metrics,
+// plus an Event on the Node when images are unpinned.
+type nodeObserver struct {
+	*metrics.Metrics
+	node *nodeReporter
+}
+
+func (o nodeObserver) Unpinned(n int) {
+	o.Metrics.Unpinned(n)
+	o.node.Unpinned(n)
+}
 
 // processor hands the watcher's files to the importer.
 type processor struct{ im *importer.Importer }
