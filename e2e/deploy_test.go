@@ -352,6 +352,10 @@ func daemonPod(t *testing.T, objs []k8sObject) (daemonSet, container, daemonConf
 		if !strings.HasPrefix(e.Name, "IMAGEDROP_") {
 			continue
 		}
+		if e.Name == "IMAGEDROP_NODE_NAME" && strings.Contains(string(e.ValueFrom), `"spec.nodeName"`) {
+			cfg.env[e.Name] = "node-from-the-downward-api"
+			continue
+		}
 		if len(e.ValueFrom) > 0 {
 			t.Errorf("%s comes from valueFrom; the test cannot check it", e.Name)
 		}
@@ -364,8 +368,10 @@ func TestDeployBase(t *testing.T) {
 	t.Parallel()
 	objs := render(t, deployDir)
 
+	clusterScoped := map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
+		"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true}
 	for _, o := range objs {
-		if o.Kind != "Namespace" && o.Metadata.Namespace != "imagedrop" {
+		if !clusterScoped[o.Kind] && o.Metadata.Namespace != "imagedrop" {
 			t.Errorf("%s %s is in namespace %q, want imagedrop", o.Kind, o.Metadata.Name, o.Metadata.Namespace)
 		}
 	}

@@ -50,10 +50,14 @@ func newNodeReporter(cfg nodeConfig, client kubernetes.Interface, m *metrics.Nod
 	// client-go's own messages (event sink retries) go to imagedrop's log.
 	klog.SetSlogLogger(log.With("component", "client-go"))
 	// The correlator aggregates similar Events (same reason, other
-	// messages) and rate-limits them per node: --event-burst, then
-	// --event-rate per minute.
+	// messages) and rate-limits them: --event-burst, then --event-rate per
+	// minute, for each reason apart, so a flood of failing files cannot
+	// crowd out the Event that the taint was removed.
 	b := record.NewBroadcaster(record.WithCorrelatorOptions(record.CorrelatorOptions{
 		QPS: float32(cfg.eventRate / 60), BurstSize: cfg.eventBurst,
+		SpamKeyFunc: func(e *corev1.Event) string {
+			return e.Source.Host + "/" + e.InvolvedObject.Name + "/" + e.Type + "/" + e.Reason
+		},
 	}))
 	name := cfg.kube.nodeName
 	return &nodeReporter{
