@@ -118,3 +118,32 @@ func TestNodeConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionDue checks the bounded rate of condition writes: a change of
+// status or reason at once, of the message after the interval, none (the
+// heartbeat) after five.
+func TestConditionDue(t *testing.T) {
+	t.Parallel()
+	r := &nodeReporter{cfg: nodeConfig{statusInterval: time.Minute}}
+	t0 := time.Unix(1_000_000, 0)
+	sent := nodeCondition{corev1.ConditionFalse, reasonPreloading, "1 of 2 files done"}
+	for _, tt := range []struct {
+		name string
+		st   nodeSync
+		c    nodeCondition
+		at   time.Duration // after the last write
+		want bool
+	}{
+		{"never written", nodeSync{}, sent, 0, true},
+		{"status changed", nodeSync{sent: sent, sentAt: t0}, nodeCondition{corev1.ConditionTrue, reasonComplete, "2 files done"}, time.Second, true},
+		{"reason changed", nodeSync{sent: sent, sentAt: t0}, nodeCondition{corev1.ConditionFalse, reasonFailing, "x"}, time.Second, true},
+		{"message changed, too soon", nodeSync{sent: sent, sentAt: t0}, nodeCondition{sent.status, sent.reason, "2 of 2"}, time.Minute - 1, false},
+		{"message changed, interval passed", nodeSync{sent: sent, sentAt: t0}, nodeCondition{sent.status, sent.reason, "2 of 2"}, time.Minute, true},
+		{"unchanged, interval passed", nodeSync{sent: sent, sentAt: t0}, sent, 4 * time.Minute, false},
+		{"unchanged, heartbeat due", nodeSync{sent: sent, sentAt: t0}, sent, 5 * time.Minute, true},
+	} {
+		if got := r.conditionDue(&tt.st, tt.c, t0.Add(tt.at)); got != tt.want {
+			t.Errorf("%s: conditionDue = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}

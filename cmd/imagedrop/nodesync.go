@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -149,7 +150,7 @@ func (r *nodeReporter) recordEvents(st *nodeSync, s watcher.Status, p preload) {
 			r.events.Event(r.ref, corev1.EventTypeWarning, "PreloadFailed", c.message)
 		}
 	}
-	if r.taint != nil && !st.taintDone && !st.taintKept && p.phase() == phaseFailing && r.cfg.taintPolicy == taintKeep {
+	if st.read && !st.taintDone && !st.taintKept && p.phase() == phaseFailing && r.cfg.taintPolicy == taintKeep {
 		st.taintKept = true
 		r.events.Eventf(r.ref, corev1.EventTypeWarning, "StartupTaintKept",
 			"taint %s stays until the failing files succeed (--taint-policy keep): %s", r.taint.ToString(), p.condition().message)
@@ -166,19 +167,20 @@ func (r *nodeReporter) sync(ctx context.Context, st *nodeSync, p preload, now ti
 			return fmt.Errorf("get node %s: %w", r.cfg.kube.nodeName, err)
 		}
 		st.read = true
+		// A node registered without the taint has nothing to wait for.
+		st.taintDone = r.taint == nil || !slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return r.taint.MatchTaint(&t) })
 		for _, c := range node.Status.Conditions {
 			if string(c.Type) == r.cfg.condition {
 				st.sent.status, st.transition = c.Status, c.LastTransitionTime.Time
 			}
 		}
 	}
-	c := p.condition()
-	if st.sentAt.IsZero() || c.status != st.sent.status || c.reason != st.sent.reason || now.Sub(st.sentAt) >= r.cfg.statusInterval {
+	if c := p.condition(); r.conditionDue(st, c, now) {
 		if err := r.patchCondition(ctx, st, c, now); err != nil {
 			return err
 		}
 	}
-	if due, why := r.cfg.taintDue(p, now.Sub(st.start)); due && r.taint != nil && !st.taintDone {
+	if due, why := r.cfg.taintDue(p, now.Sub(st.start)); due && !st.taintDone {
 		if err := r.removeTaint(ctx, why); err != nil {
 			return err
 		}
@@ -193,6 +195,25 @@ func (r *nodeReporter) sync(ctx context.Context, st *nodeSync, p preload, now ti
 		r.log.Info("node_labelled", "node", r.cfg.kube.nodeName, "label", r.cfg.label)
 	}
 	return nil
+}
+
+// heartbeats is how many --node-status-interval an unchanged condition
+// waits before it is written again (its heartbeat): 5, so 5m by default, as
+// kubelet reports an unchanged node status.
+const heartbeats = 5
+
+// conditionDue says whether c is written now: at once when its status or
+// reason changed, after --node-status-interval when only its message did,
+// after heartbeats of them when nothing did.
+func (r *nodeReporter) conditionDue(st *nodeSync, c nodeCondition, now time.Time) bool {
+	age := now.Sub(st.sentAt)
+	switch {
+	case st.sentAt.IsZero() || c.status != st.sent.status || c.reason != st.sent.reason:
+		return true
+	case c.message != st.sent.message:
+		return age >= r.cfg.statusInterval
+	}
+	return age >= heartbeats*r.cfg.statusInterval
 }
 
 // patchCondition writes the condition with a strategic merge patch of
