@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -220,4 +221,39 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// holdFile writes the first half of data to path and touches it every
+// 100ms, so imagedrop never finds it settled and its preload waits; release
+// writes it whole and stops touching it.
+func holdFile(t *testing.T, path string, data []byte) (release func()) {
+	t.Helper()
+	if err := os.WriteFile(path, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				now := time.Now()
+				_ = os.Chtimes(path, now, now)
+			}
+		}
+	}()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(stop)
+			<-stopped
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(func() { once.Do(func() { close(stop); <-stopped }) })
+	return release
 }

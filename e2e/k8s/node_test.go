@@ -198,26 +198,8 @@ func testPreloadOutage(ctx context.Context, t *testing.T, e nodeEnv) {
 	a := harness.NewImage("example.com/node/a:1", "linux/amd64", map[string]string{"a": "1"})
 	b := harness.NewImage("example.com/node/b:1", "linux/amd64", map[string]string{"b": "2"})
 	writeDockerSave(t, filepath.Join(dir, "a.tar"), a)
-	full := harness.DockerSaveBytes(b)
 	growing := filepath.Join(dir, "b.tar")
-	if err := os.WriteFile(growing, full[:len(full)/2], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Touched until it is written: never settled, so the preload waits.
-	stopTouch := make(chan struct{})
-	touched := make(chan struct{})
-	go func() {
-		defer close(touched)
-		for {
-			select {
-			case <-stopTouch:
-				return
-			case <-time.After(100 * time.Millisecond):
-				now := time.Now()
-				_ = os.Chtimes(growing, now, now)
-			}
-		}
-	}()
+	release := holdFile(t, growing, harness.DockerSaveBytes(b))
 	d := e.watchNode(ctx, t, "node-a", ns, dir, "--node-label", preloadLabel+"=true")
 	n := waitCondition(ctx, t, e.k, "node-a", "Preloading", "1 of 2 files done")
 	if !hasTaint(n, startupTaint) {
@@ -225,11 +207,7 @@ func testPreloadOutage(ctx context.Context, t *testing.T, e nodeEnv) {
 	}
 
 	start := e.k.StopAPIServer(t)
-	close(stopTouch)
-	<-touched
-	if err := os.WriteFile(growing, full, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	client := e.c.Client(t)
 	waitFor(ctx, t, "b imported with the API server down", func() error {
 		_, err := client.ImageService().Get(namespaces.WithNamespace(ctx, ns), "example.com/node/b:1")
