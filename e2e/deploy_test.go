@@ -379,8 +379,10 @@ func TestDeployBase(t *testing.T) {
 	t.Parallel()
 	objs := render(t, deployDir)
 
+	clusterScoped := map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true,
+		"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true}
 	for _, o := range objs {
-		if o.Kind != "Namespace" && o.Metadata.Namespace != "imagedrop" {
+		if !clusterScoped[o.Kind] && o.Metadata.Namespace != "imagedrop" {
 			t.Errorf("%s %s is in namespace %q, want imagedrop", o.Kind, o.Metadata.Name, o.Metadata.Namespace)
 		}
 	}

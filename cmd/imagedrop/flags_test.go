@@ -86,6 +86,14 @@ var flagCases = map[string]flagCase{
 	"all":                     {"false", "true", "true", "false", "false", unpinOnly},
 	"hold":                    {"false", "true", "true", "false", "false", unpinOnly},
 	"source":                  {"", "env.tar", "env.tar", "arg.tar", "arg.tar", unpinOnly},
+	"startup-taint":           {"imagedrop.io/preloading:NoSchedule", "a.io/b=c:NoExecute", "a.io/b=c:NoExecute", "", "", watchOnly},
+	"taint-policy":            {"keep", "remove-after", "remove-after", "keep", "keep", watchOnly},
+	"taint-timeout":           {"30m0s", "1h", "1h0m0s", "90s", "1m30s", watchOnly},
+	"node-condition":          {"ImagesPreloaded", "EnvImages", "EnvImages", "ArgImages", "ArgImages", watchOnly},
+	"node-label":              {"", "imagedrop.io/preloaded=true", "imagedrop.io/preloaded=true", "a=b", "a=b", watchOnly},
+	"node-status-interval":    {"1m0s", "30s", "30s", "2m", "2m0s", watchOnly},
+	"event-burst":             {"25", "10", "10", "50", "50", watchOnly},
+	"event-rate":              {"0.2", "1", "1", "0.5", "0.5", watchOnly},
 }
 
 // commandFlags returns a command's flag set, bound to a fresh configuration.

@@ -29,16 +29,12 @@ const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/n
 // directories.
 type sharedConfig struct {
 	slots          int
-	nodeName       string
-	kubeconfig     string
 	leaseNamespace string
 	leaseDuration  time.Duration
 }
 
 func (c *sharedConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.slots, "shared-import-slots", 0, "imports from --rescan-dir directories run at once across the cluster, counted with Leases (0: no limit)")
-	fs.StringVar(&c.nodeName, "node-name", "", "this node's `NAME`, the holder of its shared-import Leases (default: the host name)")
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig `FILE` for the Kubernetes API (default: the pod's service account)")
 	fs.StringVar(&c.leaseNamespace, "lease-namespace", "", "`NAMESPACE` of the shared-import Leases (default: the pod's, else imagedrop)")
 	fs.DurationVar(&c.leaseDuration, "lease-duration", 30*time.Second, "how long a shared-import slot outlives its holder's last renewal (renewed every third of it)")
 }
@@ -56,11 +52,11 @@ func (c *sharedConfig) validate() error {
 // newSharedSlots returns the cluster-wide semaphore of cfg, or nil when the
 // limit is off: not asked for, or no Kubernetes API to count with (said in
 // the log).
-func newSharedSlots(cfg sharedConfig, log *slog.Logger) slots {
+func newSharedSlots(cfg sharedConfig, kube kubeConfig, log *slog.Logger) slots {
 	if cfg.slots == 0 {
 		return nil
 	}
-	rc, err := restConfig(cfg.kubeconfig)
+	rc, err := restConfig(kube.kubeconfig)
 	if err != nil {
 		log.Warn("shared_import_limit_off", "reason", "no Kubernetes API access", "err", err)
 		return nil
@@ -70,7 +66,7 @@ func newSharedSlots(cfg sharedConfig, log *slog.Logger) slots {
 		log.Warn("shared_import_limit_off", "reason", "no Kubernetes API access", "err", err)
 		return nil
 	}
-	node, ns := cfg.nodeName, cfg.leaseNamespace
+	node, ns := kube.nodeName, cfg.leaseNamespace
 	if node == "" {
 		if node, err = os.Hostname(); err != nil {
 			log.Warn("shared_import_limit_off", "reason", "no node name", "err", err)

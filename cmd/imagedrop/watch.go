@@ -23,6 +23,7 @@ type watchConfig struct {
 	watcher watcher.Config
 	server  metrics.ServerConfig
 	shared  sharedConfig
+	node    nodeConfig
 }
 
 func (c *watchConfig) register(fs *flag.FlagSet) {
@@ -44,6 +45,7 @@ func (c *watchConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.watcher.Grace, "shutdown-grace", c.watcher.Grace, "how long running jobs may finish after SIGTERM before they are cancelled")
 	fs.StringVar(&c.server.Address, "listen-address", c.server.Address, "`HOST:PORT` of the /metrics, /healthz, /readyz and /status server")
 	c.shared.register(fs)
+	c.node.register(fs)
 }
 
 func (c *watchConfig) validate() error {
@@ -54,6 +56,9 @@ func (c *watchConfig) validate() error {
 		return err
 	}
 	if err := c.shared.validate(); err != nil {
+		return err
+	}
+	if err := c.node.validate(); err != nil {
 		return err
 	}
 	return c.server.Validate()
@@ -115,11 +120,22 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	gate, err := newSharedGate(newSharedSlots(cfg.shared, log.With("component", "shared-slots")), cfg.watcher.RescanDirs)
+	gate, err := newSharedGate(newSharedSlots(cfg.shared, cfg.node.kube, log.With("component", "shared-slots")), cfg.watcher.RescanDirs)
 	if err != nil {
 		return err
 	}
-	w, err := watcher.New(cfg.watcher, log.With("component", "watcher"), processor{im, gate}, im, m)
+	// With --node-name, the node reporter also hears of unpins.
+	var obs watcher.Observer = m
+	var node *nodeReporter
+	if cfg.node.enabled() {
+		kube, err := kubeClient(cfg.node.kube)
+		if err != nil {
+			return err
+		}
+		node = newNodeReporter(cfg.node, kube, metrics.NewNode(reg), log.With("component", "node"))
+		obs = nodeObserver{m, node}
+	}
+	w, err := watcher.New(cfg.watcher, log.With("component", "watcher"), processor{im, gate}, im, obs)
 	if err != nil {
 		return err
 	}
@@ -129,6 +145,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	g.Go(func() error { cleanup(ctx, im, log); return nil })
 	g.Go(func() error { return w.Run(ctx) })
 	g.Go(func() error { return srv.Run(ctx) })
+	if node != nil {
+		g.Go(func() error { return node.Run(ctx, w.Status) })
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -142,7 +161,20 @@ var (
 	_ watcher.Images    = (*importer.Importer)(nil)
 	_ watcher.Processor = processor{}
 	_ metrics.Probes    = probes{}
+	_ watcher.Observer  = nodeObserver{}
 )
+
+// nodeObserver is the watcher's Observer with the node reporter: metrics,
+// plus an Event on the Node when images are unpinned.
+type nodeObserver struct {
+	*metrics.Metrics
+	node *nodeReporter
+}
+
+func (o nodeObserver) Unpinned(n int) {
+	o.Metrics.Unpinned(n)
+	o.node.Unpinned(n)
+}
 
 // processor hands the watcher's files to the importer; those of shared
 // directories hold a cluster-wide slot while they import.

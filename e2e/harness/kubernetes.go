@@ -48,6 +48,9 @@ type KubernetesConfig struct {
 	// ContainerdAddress is the socket of the containerd kubelet uses (its
 	// CRI plugin on, with a CNI configuration).
 	ContainerdAddress string
+	// KubeletFlags are added to kubelet's command line, e.g.
+	// --register-with-taints.
+	KubeletFlags []string
 }
 
 // FindKubernetes returns the configuration of the installed binaries, or an
@@ -141,12 +144,12 @@ func StartKubernetes(t testing.TB, cfg KubernetesConfig) *Kubernetes {
 	if _, err := os.Stat(logLinkDir); errors.Is(err, os.ErrNotExist) {
 		k.madeLogLinkDir = true
 	}
-	k.start(t, "kubelet", bin("kubelet"),
+	k.start(t, "kubelet", bin("kubelet"), append([]string{
 		"--kubeconfig", k.Kubeconfig,
 		"--config", filepath.Join(dir, "kubelet.yaml"),
 		"--root-dir", filepath.Join(dir, "kubelet"),
 		"--cert-dir", filepath.Join(dir, "pki", "kubelet"),
-		"--hostname-override", k.NodeName)
+		"--hostname-override", k.NodeName}, cfg.KubeletFlags...)...)
 	k.waitHTTP(ctx, t, "kube-controller-manager", "https://"+kcmAddr+"/healthz")
 	k.waitHTTP(ctx, t, "kube-scheduler", "https://"+schedAddr+"/healthz")
 	k.waitHTTP(ctx, t, "kubelet", "http://"+healthzAddr+"/healthz")

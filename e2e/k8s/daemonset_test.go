@@ -120,6 +120,8 @@ func TestDaemonSet(t *testing.T) {
 	removeIfMade := madeDirs("/var/lib/cni/results", "/var/lib/cni")
 	// The node's images and state directories, removed after the pods.
 	imagesDir, stateDir := t.TempDir(), t.TempDir()
+	// The app's archive, held until the test has seen its pod wait.
+	release := holdFile(t, filepath.Join(imagesDir, "app.tar"), harness.DockerSaveBytes(runnableImage(t, appImage, "pause", pauseBin)))
 	// After the cluster has stopped (cleanups run last first): remove the
 	// pods kubelet leaves running, with their network, through the CRI.
 	t.Cleanup(func() {
@@ -131,14 +133,15 @@ func TestDaemonSet(t *testing.T) {
 		removeBridge(t)
 		removeIfMade()
 	})
-	k := harness.StartKubernetes(t, harness.KubernetesConfig{BinDir: cfg.BinDir, Etcd: cfg.Etcd, ContainerdAddress: c.Address})
+	k := harness.StartKubernetes(t, harness.KubernetesConfig{BinDir: cfg.BinDir, Etcd: cfg.Etcd, ContainerdAddress: c.Address,
+		KubeletFlags: []string{"--register-with-taints", startupTaint + ":NoSchedule"}})
 	timings.mark("start etcd, control plane and kubelet; node Ready")
 
 	// The DaemonSet, as deploy/ has it, pointed at the test's directories.
 	port := freePort(t)
 	overlay := writeOverlay(t, overlayConfig{
 		containerdDir: c.Dir, containerdSocket: filepath.Base(c.Address),
-		imagesDir: imagesDir, stateDir: stateDir, port: port,
+		imagesDir: imagesDir, stateDir: stateDir, port: port, kubeconfigDir: podKubeconfig(t, k),
 	})
 	if out, err := k.Kubectl(ctx, nil, "apply", "-k", overlay); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -152,6 +155,8 @@ func TestDaemonSet(t *testing.T) {
 			t.Logf("--- imagedrop pod log ---\n%s", podLogs(k.Dir, "imagedrop"))
 		}
 	})
+	testStartupTaint(ctx, t, k, release)
+	timings.mark("startup taint: app Pending until the preload completed, then Available")
 	var hostIP string // imagedrop listens on its node's IP only
 	waitFor(ctx, t, "imagedrop pod Ready", func() error {
 		var pods podList
@@ -370,6 +375,7 @@ type overlayConfig struct {
 	containerdDir, containerdSocket string
 	imagesDir, stateDir             string
 	port                            int
+	kubeconfigDir                   string // holds the kubeconfig the pod reaches the API server with
 }
 
 // writeOverlay writes a kustomize overlay of deploy/ that runs the
@@ -428,6 +434,14 @@ spec:
               value: "$(HOST_IP):%[2]d"
             - name: IMAGEDROP_LOG_LEVEL
               value: debug
+            - name: IMAGEDROP_KUBECONFIG
+              value: /etc/imagedrop/kube/kubeconfig
+            - name: IMAGEDROP_NODE_STATUS_INTERVAL
+              value: 1s
+          volumeMounts:
+            - name: kubeconfig
+              mountPath: /etc/imagedrop/kube
+              readOnly: true
           startupProbe:
             periodSeconds: 1
           readinessProbe:
@@ -446,7 +460,13 @@ spec:
         - name: state
           hostPath:
             path: %[5]s
-`, c.containerdSocket, c.port, c.containerdDir, c.imagesDir, c.stateDir)
+        - name: kubeconfig
+          hostPath:
+            path: %[6]s
+        - name: containerd-root
+          hostPath:
+            path: %[3]s/root
+`, c.containerdSocket, c.port, c.containerdDir, c.imagesDir, c.stateDir, c.kubeconfigDir)
 	for n, s := range map[string]string{"kustomization.yaml": kustomization, "daemonset.yaml": daemonset} {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
