@@ -222,6 +222,28 @@ func (d *daemon) waitFile(path, state string, timeout time.Duration) fileStatus 
 	return got
 }
 
+// waitAllDone waits until /status holds n files, all done. A slow answer
+// on a busy machine is retried.
+func (d *daemon) waitAllDone(n int, timeout time.Duration) {
+	d.t.Helper()
+	eventually(d.t, timeout, fmt.Sprintf("%d files done", n), func() error {
+		s, err := d.tryStatus()
+		if err != nil {
+			return err
+		}
+		done := 0
+		for _, f := range s.Files {
+			if f.State == "done" {
+				done++
+			}
+		}
+		if done != n {
+			return fmt.Errorf("%d of %d done", done, n)
+		}
+		return nil
+	})
+}
+
 // store is a test's view of containerd's image store.
 type store struct {
 	t      *testing.T

@@ -70,22 +70,7 @@ func TestFloodOverflowsInotify(t *testing.T) {
 		}
 	}
 
-	eventually(t, 10*time.Minute, "every file imported", func() error {
-		s, err := d.tryStatus()
-		if err != nil {
-			return err
-		}
-		done := 0
-		for _, f := range s.Files {
-			if f.State == "done" {
-				done++
-			}
-		}
-		if done != files {
-			return fmt.Errorf("%d of %d done", done, files)
-		}
-		return nil
-	})
+	d.waitAllDone(files, 10*time.Minute)
 	if !strings.Contains(d.logs.String(), "msg=events_lost_rescanning") {
 		t.Error("inotify's queue did not overflow: the test proves nothing about the rescan")
 	}

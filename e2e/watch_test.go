@@ -182,22 +182,7 @@ func TestWatchManyFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Minute, "500 files done", func() error {
-		s, err := d.tryStatus() // a slow answer on a busy machine is retried
-		if err != nil {
-			return err
-		}
-		done := 0
-		for _, f := range s.Files {
-			if f.State == "done" {
-				done++
-			}
-		}
-		if done != n {
-			return fmt.Errorf("%d of %d done", done, n)
-		}
-		return nil
-	})
+	d.waitAllDone(n, 5*time.Minute)
 	t.Logf("500 archives imported in %s", time.Since(start))
 	for i := range n {
 		if _, ok := st.get(fmt.Sprintf("example.com/many/img%03d:1", i)); !ok {

@@ -311,3 +311,18 @@ func TestImportDockerSaveCompressedLayer(t *testing.T) {
 		})
 	}
 }
+
+// TestImportDockerSaveLayerBomb: a compressed layer of a docker save whose
+// diff ID is checked is decompressed within the expansion limit too, so a
+// layer bomb inside an uncompressed archive is refused, not decompressed to
+// the end.
+func TestImportDockerSaveLayerBomb(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	img := harness.NewImage("example.com/layerbomb:1", node, map[string]string{"zeros": strings.Repeat("\x00", 8<<20)})
+	data := harness.DockerSaveBytes(img)
+	layer, _ := largestEntry(t, data, "")
+	data = replaceEntry(t, data, layer, func(b []byte) []byte { return mustCompress(t, b, "gzip") })
+	im := e.importer(func(c *importer.Config) { c.Unpack, c.MaxExpansion, c.MaxExpansionFloor = false, 2, 1<<20 })
+	e.refused(im, e.write("bomb.tar", data), data, importer.ErrExpansion.Error())
+}

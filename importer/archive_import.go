@@ -73,7 +73,8 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 	defer func() { res.BytesRead, res.BytesDecompressed = read.n.Load(), read.out.Load() }()
 
 	ing := ingester{cs: im.client.ContentStore(), writes: contentapi.NewContentClient(im.conn), hold: hold,
-		maxJSON: int64(im.cfg.MaxJSONSize), maxEntries: im.cfg.MaxArchiveEntries}
+		maxJSON: int64(im.cfg.MaxJSONSize), maxEntries: im.cfg.MaxArchiveEntries,
+		expansion: ExpansionLimit{Ratio: im.cfg.MaxExpansion, Floor: im.cfg.MaxExpansionFloor}}
 	index, compression, err := im.readArchive(ctx, ing, f, st, read, check)
 	res.Compression = compression
 	if err != nil {

@@ -173,7 +173,9 @@ func (in ingester) checkDiffIDs(ctx context.Context, mfst dockerManifest, diffID
 	return nil
 }
 
-// uncompressedDigest is the digest of the compressed layer desc, decompressed.
+// uncompressedDigest is the digest of the compressed layer desc,
+// decompressed within the expansion limit, as a compressed archive is: a
+// layer that is a decompression bomb fails rather than keep a CPU busy.
 func (in ingester) uncompressedDigest(ctx context.Context, desc ocispec.Descriptor) (digest.Digest, error) {
 	ra, err := in.cs.ReaderAt(ctx, desc)
 	if err != nil {
@@ -185,7 +187,9 @@ func (in ingester) uncompressedDigest(ctx context.Context, desc ocispec.Descript
 		return "", invalid(fmt.Errorf("decompress %s: %w", desc.Digest, err))
 	}
 	defer dr.Close()
-	d, err := digest.Canonical.FromReader(dr)
+	limit := in.expansion
+	limit.CompressedSize = desc.Size
+	d, err := digest.Canonical.FromReader(&limitedReader{r: dr, limit: limit, max: limit.Max()})
 	if err != nil {
 		return "", invalid(fmt.Errorf("decompress %s: %w", desc.Digest, err))
 	}

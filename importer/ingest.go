@@ -50,9 +50,12 @@ type ingester struct {
 	cs     content.Store
 	writes contentWrites // the content service of cs, for blobWriter
 	hold   func(context.Context, digest.Digest) error
-	// The bounds of Config: MaxJSONSize, MaxArchiveEntries.
+	// The bounds of Config: MaxJSONSize, MaxArchiveEntries, and the
+	// expansion limit (CompressedSize unset) for a compressed layer that a
+	// check decompresses.
 	maxJSON    int64
 	maxEntries int
+	expansion  ExpansionLimit
 }
 
 // importIndex reads the tar stream r into the content store and returns the
