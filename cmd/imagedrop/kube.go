@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -36,13 +35,15 @@ func (c *kubeConfig) validate() error {
 // hold the node reporter's loop, which retries it later.
 const kubeTimeout = 10 * time.Second
 
-// kubeClient returns a client for the API server: from --kubeconfig, or
-// the pod's service account.
-func kubeClient(cfg kubeConfig) (kubernetes.Interface, error) {
+// restConfig is how to reach the API server: from --kubeconfig, or the
+// pod's service account. Callers build only the typed clients they use: the
+// whole clientset would link every API group's client into the binary (and
+// into its memory), for the two groups imagedrop talks to.
+func (c kubeConfig) restConfig() (*rest.Config, error) {
 	var rc *rest.Config
 	var err error
-	if cfg.kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", cfg.kubeconfig)
+	if c.kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", c.kubeconfig)
 	} else {
 		rc, err = rest.InClusterConfig()
 	}
@@ -51,9 +52,5 @@ func kubeClient(cfg kubeConfig) (kubernetes.Interface, error) {
 	}
 	rc.Timeout = kubeTimeout
 	rc.UserAgent = "imagedrop/" + buildVersion()
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return client, nil
+	return rc, nil
 }

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -26,6 +25,13 @@ import (
 // is only called when something is due (see nodeSync).
 const nodePoll = time.Second
 
+// nodeAPI is the part of the core API the node reporter uses; the typed
+// core client has it.
+type nodeAPI interface {
+	Nodes() typedcorev1.NodeInterface
+	Events(namespace string) typedcorev1.EventInterface
+}
+
 // nodeReporter maintains imagedrop's condition, startup taint and label on
 // its own Node, and records Events about the node's images. It runs beside
 // the watcher and never blocks it: a failed API call is logged, counted and
@@ -34,7 +40,7 @@ type nodeReporter struct {
 	cfg    nodeConfig
 	taint  *corev1.Taint
 	label  [2]string // key, value; key "" when off
-	client kubernetes.Interface
+	client nodeAPI
 	events record.EventRecorder
 	bcast  record.EventBroadcaster
 	ref    *corev1.ObjectReference
@@ -45,7 +51,7 @@ type nodeReporter struct {
 	unpinned atomic.Int64 // images unpinned since the last poll
 }
 
-func newNodeReporter(cfg nodeConfig, client kubernetes.Interface, m *metrics.Node, log *slog.Logger) *nodeReporter {
+func newNodeReporter(cfg nodeConfig, client nodeAPI, m *metrics.Node, log *slog.Logger) *nodeReporter {
 	taint, _ := cfg.startupTaint()   // checked by validate
 	key, value, _ := cfg.nodeLabel() // likewise
 	// client-go's own messages (event sink retries) go to imagedrop's log.
@@ -93,7 +99,7 @@ type nodeSync struct {
 
 // Run polls the watcher's status every second until ctx ends.
 func (r *nodeReporter) Run(ctx context.Context, status func() watcher.Status) error {
-	r.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: r.client.CoreV1().Events("")})
+	r.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: r.client.Events("")})
 	defer r.bcast.Shutdown()
 	st := &nodeSync{start: r.now(), attempts: map[string]attempt{}}
 	t := time.NewTicker(nodePoll)
@@ -160,7 +166,7 @@ func (r *nodeReporter) recordEvents(st *nodeSync, s watcher.Status, p preload) {
 // sync writes to the Node what is due: the condition when it changed or at
 // --node-status-interval, the taint's removal, the label.
 func (r *nodeReporter) sync(ctx context.Context, st *nodeSync, p preload, now time.Time) error {
-	nodes := r.client.CoreV1().Nodes()
+	nodes := r.client.Nodes()
 	if !st.read {
 		node, err := nodes.Get(ctx, r.cfg.kube.nodeName, metav1.GetOptions{})
 		if err != nil {
@@ -230,7 +236,7 @@ func (r *nodeReporter) patchCondition(ctx context.Context, st *nodeSync, c nodeC
 	if err != nil {
 		return err
 	}
-	if _, err := r.client.CoreV1().Nodes().PatchStatus(ctx, r.cfg.kube.nodeName, patch); err != nil {
+	if _, err := r.client.Nodes().PatchStatus(ctx, r.cfg.kube.nodeName, patch); err != nil {
 		return fmt.Errorf("set condition %s=%s on node %s: %w", r.cfg.condition, c.status, r.cfg.kube.nodeName, err)
 	}
 	if c.reason != st.sent.reason {
@@ -244,7 +250,7 @@ func (r *nodeReporter) patchCondition(ctx context.Context, st *nodeSync, c nodeC
 // the taint is still where it was read, so a concurrent change of the
 // node's taints makes the patch fail (and be retried), never lost.
 func (r *nodeReporter) removeTaint(ctx context.Context, why string) error {
-	nodes := r.client.CoreV1().Nodes()
+	nodes := r.client.Nodes()
 	node, err := nodes.Get(ctx, r.cfg.kube.nodeName, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("get node %s: %w", r.cfg.kube.nodeName, err)

@@ -14,9 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 
 	"github.com/imagedrop/imagedrop/watcher"
 )
@@ -56,12 +54,12 @@ func newSharedSlots(cfg sharedConfig, kube kubeConfig, log *slog.Logger) slots {
 	if cfg.slots == 0 {
 		return nil
 	}
-	rc, err := restConfig(kube.kubeconfig)
+	rc, err := kube.restConfig()
 	if err != nil {
 		log.Warn("shared_import_limit_off", "reason", "no Kubernetes API access", "err", err)
 		return nil
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := coordinationclient.NewForConfig(rc)
 	if err != nil {
 		log.Warn("shared_import_limit_off", "reason", "no Kubernetes API access", "err", err)
 		return nil
@@ -79,17 +77,9 @@ func newSharedSlots(cfg sharedConfig, kube kubeConfig, log *slog.Logger) slots {
 			ns = strings.TrimSpace(string(b))
 		}
 	}
-	s := newLeaseSlots(cs.CoordinationV1().Leases(ns), node, cfg.slots, cfg.leaseDuration, log)
+	s := newLeaseSlots(cs.Leases(ns), node, cfg.slots, cfg.leaseDuration, log)
 	log.Info("shared_import_limit_on", "slots", cfg.slots, "node", node, "lease_namespace", ns, "lease_duration", cfg.leaseDuration)
 	return s
-}
-
-// restConfig is the kubeconfig's, or else the pod's in-cluster one.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	return rest.InClusterConfig()
 }
 
 // slots is a cluster-wide counting semaphore.

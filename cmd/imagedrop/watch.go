@@ -10,6 +10,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"golang.org/x/sync/errgroup"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/imagedrop/imagedrop/importer"
 	"github.com/imagedrop/imagedrop/metrics"
@@ -128,9 +129,13 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var obs watcher.Observer = m
 	var node *nodeReporter
 	if cfg.node.enabled() {
-		kube, err := kubeClient(cfg.node.kube)
+		rc, err := cfg.node.kube.restConfig()
 		if err != nil {
 			return err
+		}
+		kube, err := typedcorev1.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
 		}
 		node = newNodeReporter(cfg.node, kube, metrics.NewNode(reg), log.With("component", "node"))
 		obs = nodeObserver{m, node}
