@@ -135,6 +135,20 @@ func TestEveryFlagHasACase(t *testing.T) {
 	}
 }
 
+// TestFlagPlaceholders checks that no flag's help names its argument
+// "value", the flag package's fallback: a backquoted word in the usage
+// (`SIZE`, `FILE`) says what to give.
+func TestFlagPlaceholders(t *testing.T) {
+	t.Parallel()
+	for _, command := range commands {
+		commandFlags(command).VisitAll(func(f *flag.Flag) {
+			if name, _ := flag.UnquoteUsage(f); name == "value" {
+				t.Errorf("%s --%s shows its argument as %q", command, f.Name, name)
+			}
+		})
+	}
+}
+
 // TestFlagPrecedence checks, for every flag of every command, that the flag
 // beats its IMAGEDROP_* twin, which beats the default.
 func TestFlagPrecedence(t *testing.T) {
