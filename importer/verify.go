@@ -239,7 +239,7 @@ func (im *Importer) prepareCheck(root, path string, st fs.FileInfo) (*fileCheck,
 
 // readSidecar reads the first of path+suffix that exists, opened as the
 // file itself is (openInput) and bounded by Config.MaxSidecarSize. It
-// returns "" if none exists.
+// returns "" if none exists but empty ones (being written).
 func (im *Importer) readSidecar(root, path string, suffixes []string) (string, []byte, error) {
 	for _, s := range suffixes {
 		name := path + s
@@ -249,6 +249,10 @@ func (im *Importer) readSidecar(root, path string, suffixes []string) (string, [
 		}
 		if err != nil {
 			return "", nil, err
+		}
+		if st.Size() == 0 { // created, not written yet: it has not arrived
+			_ = f.Close()
+			continue
 		}
 		limit := int64(im.cfg.MaxSidecarSize)
 		if st.Size() > limit {

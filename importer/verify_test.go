@@ -103,7 +103,7 @@ func TestVerifiedImport(t *testing.T) {
 }
 
 // TestVerifyMissingSidecar imports an archive whose signature has not
-// arrived: a transient error while --verify-wait has not passed since its
+// arrived (it is still empty): a transient error while --verify-wait has not passed since its
 // mtime, then a permanent one; neither leaves anything. Once the signature
 // is there, it imports.
 func TestVerifyMissingSidecar(t *testing.T) {
@@ -113,6 +113,7 @@ func TestVerifyMissingSidecar(t *testing.T) {
 	img := harness.NewImage("example.com/verify/late:1", node, map[string]string{"etc/late": "late"})
 	data := harness.DockerSaveBytes(img)
 	path := e.write("late.tar", data)
+	e.write("late.tar.sig", nil) // created, not written yet
 	im := e.importer(func(c *importer.Config) {
 		c.Verify, c.VerifyKeys, c.VerifyWait = importer.PolicySignature, []string{ec.Pub}, time.Hour
 	})
@@ -236,7 +237,7 @@ func TestVerifyKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty := filepath.Join(dir, "empty.Pub")
+	empty := filepath.Join(dir, "empty.pub")
 	if err := os.WriteFile(empty, []byte("no key here\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +248,7 @@ func TestVerifyKeys(t *testing.T) {
 		{[]string{signtest.New(t, dir, "rsa", rsaKey).Pub}, "keys are not supported (want ECDSA P-256 or Ed25519)"},
 		{[]string{signtest.New(t, dir, "p384", p384).Pub}, "ECDSA key on P-384: want P-256"},
 		{[]string{empty}, `no PEM "PUBLIC KEY" block`},
-		{[]string{filepath.Join(dir, "missing.Pub")}, "no such file"},
+		{[]string{filepath.Join(dir, "missing.pub")}, "no such file"},
 		{nil, "needs at least one --verify-key"},
 	} {
 		cfg := importer.DefaultConfig()
