@@ -1,11 +1,17 @@
 package k8s
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/imagedrop/imagedrop/e2e/harness"
 )
 
 // TestChartVerifyKeys renders the chart with a verify policy and its keys
@@ -77,5 +83,44 @@ func TestChartVerifyKeys(t *testing.T) {
 		if _, err := runHelm(t.Context(), t, helm, nil, "template", chartDir, "--set", set); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--set %s: %v; want it refused, saying %q", set, err, want)
 		}
+	}
+}
+
+// TestVerifyComponent renders an overlay of deploy/base with the
+// deploy/components/verify component: the policy and key are set through
+// their env twins and the Secret of keys is mounted read-only.
+func TestVerifyComponent(t *testing.T) {
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		if harness.InCI() {
+			t.Fatalf("kubectl: %v", err)
+		}
+		t.Skipf("kubectl: %v", err)
+	}
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, filepath.Join(moduleRoot(), "deploy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [%s/base]\ncomponents: [%s/components/verify]\n", rel, rel)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(overlay), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "kubectl", "kustomize", dir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v", err)
+	}
+	spec := decodeAll(t, "base with components/verify", out).daemonSet(t, "imagedrop").Spec.Template.Spec
+	env := map[string]string{}
+	for _, e := range spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if env["IMAGEDROP_VERIFY"] != "signature" || env["IMAGEDROP_VERIFY_KEY"] != "/etc/imagedrop/verify-keys/cosign.pub" {
+		t.Errorf("env %v: want IMAGEDROP_VERIFY=signature and IMAGEDROP_VERIFY_KEY of the mounted key", env)
+	}
+	m := slices.IndexFunc(spec.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "verify-keys" })
+	v := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "verify-keys" })
+	if m < 0 || !spec.Containers[0].VolumeMounts[m].ReadOnly || v < 0 || spec.Volumes[v].Secret == nil ||
+		spec.Volumes[v].Secret.SecretName != "imagedrop-verify-keys" {
+		t.Errorf("verify-keys mount %d, volume %d: want the Secret imagedrop-verify-keys mounted read-only", m, v)
 	}
 }
