@@ -169,6 +169,7 @@ func (*cancelOnRead) ImagesImported(int)                {}
 func (*cancelOnRead) Retagged(string)                   {}
 func (*cancelOnRead) ImagePulled(string, time.Duration) {}
 func (*cancelOnRead) Refused(string)                    {}
+func (*cancelOnRead) Verified(string, string)           {}
 
 func TestImportCancelledCleansUp(t *testing.T) {
 	t.Parallel()

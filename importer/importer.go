@@ -240,6 +240,9 @@ type Observer interface {
 	ImagePulled(result string, d time.Duration)
 	// Refused reports a file refused by a bound: one of RefusalReasons.
 	Refused(reason string)
+	// Verified reports the verification of a file under policy (one of
+	// VerifyPolicies): one of VerifyResults.
+	Verified(policy, result string)
 }
 
 type nopObserver struct{}
@@ -249,6 +252,7 @@ func (nopObserver) ImagesImported(int)                {}
 func (nopObserver) Retagged(string)                   {}
 func (nopObserver) ImagePulled(string, time.Duration) {}
 func (nopObserver) Refused(string)                    {}
+func (nopObserver) Verified(string, string)           {}
 
 // Importer imports archives and lists into one containerd namespace.
 type Importer struct {
@@ -372,6 +376,9 @@ func (im *Importer) Process(ctx context.Context, in Input) (Result, error) {
 	}
 	if reason := refusal(err); reason != "" {
 		im.obs.Refused(reason)
+	}
+	if result := verifyResult(res.Verified, err); result != "" {
+		im.obs.Verified(string(im.cfg.Verify), result)
 	}
 	return res, shorten(err, im.cfg.MaxErrorLength)
 }

@@ -145,9 +145,10 @@ func (o *recordingObserver) refusals() []string {
 	return slices.Clone(o.refused)
 }
 
-func (o *recordingObserver) BytesRead(int64)    {}
-func (o *recordingObserver) ImagesImported(int) {}
-func (o *recordingObserver) Retagged(string)    {}
+func (o *recordingObserver) BytesRead(int64)         {}
+func (o *recordingObserver) ImagesImported(int)      {}
+func (o *recordingObserver) Retagged(string)         {}
+func (o *recordingObserver) Verified(string, string) {}
 func (o *recordingObserver) counts() map[string]int {
 	o.mu.Lock()
 	defer o.mu.Unlock()

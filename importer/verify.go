@@ -83,6 +83,58 @@ type Verification struct {
 // malformed, or not matching the file.
 var ErrUnverified = errors.New("not verified")
 
+// Results of verifying a file, as passed to Observer.Verified. A file still
+// waiting for its sidecar (within --verify-wait) has no result yet.
+const (
+	VerifyVerified  = "verified"   // its sidecar vouches for it
+	VerifyNoSidecar = "no_sidecar" // none arrived within --verify-wait
+	VerifyMalformed = "malformed"  // the sidecar does not parse, or is over --verify-max-sidecar-size
+	VerifyTampered  = "tampered"   // its digest is not the one published or signed
+	VerifyUntrusted = "untrusted"  // signed, but by none of the trusted keys
+	// VerifyBadSignature is a detached signature (no digest beside it) that
+	// verifies with none of the trusted keys: the file was modified or the
+	// key is not trusted, which cannot be told apart.
+	VerifyBadSignature = "bad_signature"
+)
+
+// VerifyResults returns every result Observer.Verified is told.
+func VerifyResults() []string {
+	return []string{VerifyVerified, VerifyNoSidecar, VerifyMalformed, VerifyTampered, VerifyUntrusted, VerifyBadSignature}
+}
+
+// VerifyPolicies returns the policies that verify files, as passed to
+// Observer.Verified.
+func VerifyPolicies() []string { return []string{string(PolicyChecksum), string(PolicySignature)} }
+
+// verifyError is a failed verification and its result (VerifyResults).
+type verifyError struct {
+	result string
+	err    error
+}
+
+func (e verifyError) Error() string { return e.err.Error() }
+func (e verifyError) Unwrap() error { return e.err }
+
+// unverified is the permanent error of a file whose verification ended
+// with result: ErrUnverified, then the reason.
+func unverified(result, format string, a ...any) error {
+	return invalid(verifyError{result, fmt.Errorf("%w: %s", ErrUnverified, fmt.Sprintf(format, a...))})
+}
+
+// verifyResult is the result of the verification of a file that ended with
+// v and err, or "" if it was not verified (the policy is off, it failed
+// before its check, or it is still waiting for its sidecar).
+func verifyResult(v *Verification, err error) string {
+	var ve verifyError
+	switch {
+	case errors.As(err, &ve):
+		return ve.result
+	case v != nil:
+		return VerifyVerified
+	}
+	return ""
+}
+
 // trustedKey is a public key of --verify-key.
 type trustedKey struct {
 	pub         crypto.PublicKey // *ecdsa.PublicKey (P-256) or ed25519.PublicKey
@@ -180,14 +232,14 @@ func (im *Importer) prepareCheck(root, path string, st fs.FileInfo) (*fileCheck,
 	}
 	c, err := newFileCheck(policy, filepath.Base(name), data, filepath.Base(path), im.keys)
 	if err != nil {
-		return nil, invalid(fmt.Errorf("%w: %s: malformed: %w", ErrUnverified, filepath.Base(name), err))
+		return nil, unverified(VerifyMalformed, "%s: malformed: %v", filepath.Base(name), err)
 	}
 	return c, nil
 }
 
 // readSidecar reads the first of path+suffix that exists, opened as the
 // file itself is (openInput) and bounded by Config.MaxSidecarSize. It
-// returns "" if none exists.
+// returns "" if none exists but empty ones (being written).
 func (im *Importer) readSidecar(root, path string, suffixes []string) (string, []byte, error) {
 	for _, s := range suffixes {
 		name := path + s
@@ -198,15 +250,19 @@ func (im *Importer) readSidecar(root, path string, suffixes []string) (string, [
 		if err != nil {
 			return "", nil, err
 		}
+		if st.Size() == 0 { // created, not written yet: it has not arrived
+			_ = f.Close()
+			continue
+		}
 		limit := int64(im.cfg.MaxSidecarSize)
 		if st.Size() > limit {
 			_ = f.Close()
-			return "", nil, invalid(fmt.Errorf("%w: %s: %d bytes, over --verify-max-sidecar-size (%d bytes)", ErrUnverified, name, st.Size(), limit))
+			return "", nil, unverified(VerifyMalformed, "%s: %d bytes, over --verify-max-sidecar-size (%d bytes)", name, st.Size(), limit)
 		}
 		data, err := readAtMost(f, limit)
 		_ = f.Close()
 		if err != nil {
-			return "", nil, invalid(fmt.Errorf("%w: %s: %w (--verify-max-sidecar-size)", ErrUnverified, name, err))
+			return "", nil, unverified(VerifyMalformed, "%s: %v (--verify-max-sidecar-size)", name, err)
 		}
 		return name, data, nil
 	}
@@ -224,8 +280,8 @@ func (im *Importer) missingSidecar(path string, st fs.FileInfo, p Policy) error 
 		return fmt.Errorf("%w: no %s for %s yet (want %s beside it; waiting up to --verify-wait %s after its mtime)",
 			ErrUnverified, what, filepath.Base(path), want, im.cfg.VerifyWait)
 	}
-	return invalid(fmt.Errorf("%w: no %s for %s (no %s beside it within --verify-wait %s after its mtime)",
-		ErrUnverified, what, filepath.Base(path), want, im.cfg.VerifyWait))
+	return unverified(VerifyNoSidecar, "no %s for %s (no %s beside it within --verify-wait %s after its mtime)",
+		what, filepath.Base(path), want, im.cfg.VerifyWait)
 }
 
 // validateVerify checks the verification settings of c.

@@ -87,8 +87,9 @@ func (c *fileCheck) parseBundle(data []byte) error {
 }
 
 // verify returns the trusted key that signed the envelope, once its
-// in-toto statement names sum, the file's SHA-256, as a subject's digest.
-func (e *dsseEnvelope) verify(keys []trustedKey, sum []byte) (*trustedKey, error) {
+// in-toto statement names sum, the file's SHA-256, as a subject's digest;
+// else the result (VerifyResults) and why.
+func (e *dsseEnvelope) verify(keys []trustedKey, sum []byte) (*trustedKey, string, error) {
 	pae := dssePAE(e.PayloadType, e.Payload)
 	var signer *trustedKey
 	for i := range keys {
@@ -99,7 +100,7 @@ func (e *dsseEnvelope) verify(keys []trustedKey, sum []byte) (*trustedKey, error
 		}
 	}
 	if signer == nil {
-		return nil, fmt.Errorf("DSSE envelope not signed by any of the %d trusted keys", len(keys))
+		return nil, VerifyUntrusted, fmt.Errorf("DSSE envelope not signed by any of the %d trusted keys", len(keys))
 	}
 	var st struct {
 		Subject []struct {
@@ -107,15 +108,15 @@ func (e *dsseEnvelope) verify(keys []trustedKey, sum []byte) (*trustedKey, error
 		} `json:"subject"`
 	}
 	if err := json.Unmarshal(e.Payload, &st); err != nil {
-		return nil, fmt.Errorf("DSSE payload is not an in-toto statement: %w", err)
+		return nil, VerifyMalformed, fmt.Errorf("DSSE payload is not an in-toto statement: %w", err)
 	}
 	want := hex.EncodeToString(sum)
 	for _, s := range st.Subject {
 		if strings.EqualFold(s.Digest["sha256"], want) {
-			return signer, nil
+			return signer, "", nil
 		}
 	}
-	return nil, fmt.Errorf("the signed statement names no subject of sha256 %s: the file was modified after it was signed", want)
+	return nil, VerifyTampered, fmt.Errorf("the signed statement names no subject of sha256 %s: the file was modified after it was signed", want)
 }
 
 // dssePAE is DSSE's pre-authentication encoding, what is signed.

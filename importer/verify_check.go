@@ -76,26 +76,27 @@ func (c *fileCheck) Write(p []byte) (int, error) { return c.w.Write(p) }
 func (c *fileCheck) verify(file string) (Verification, error) {
 	sum := c.sum256.Sum(nil)
 	v := Verification{Policy: c.policy, Sidecar: c.sidecar, Digest: "sha256:" + hex.EncodeToString(sum)}
-	fail := func(format string, a ...any) (Verification, error) {
-		return v, invalid(fmt.Errorf("%w: %s: %s", ErrUnverified, c.sidecar, fmt.Sprintf(format, a...)))
+	fail := func(result, format string, a ...any) (Verification, error) {
+		return v, unverified(result, "%s: %s", c.sidecar, fmt.Sprintf(format, a...))
 	}
 	if c.want != nil && !bytes.Equal(c.want, sum) {
-		return fail("%s has sha256 %x, the sidecar says %x: the file was modified after it was signed", file, sum, c.want)
+		return fail(VerifyTampered, "%s has sha256 %x, the sidecar says %x: the file was modified after it was signed", file, sum, c.want)
 	}
 	var k *trustedKey
 	switch {
 	case c.dsse != nil:
+		var result string
 		var err error
-		if k, err = c.dsse.verify(c.keys, sum); err != nil {
-			return fail("%v", err)
+		if k, result, err = c.dsse.verify(c.keys, sum); err != nil {
+			return fail(result, "%v", err)
 		}
 	case c.sig != nil:
 		if k = c.matchKey(sum); k == nil {
-			reason := "the file was modified after it was signed, or signed by a key that is not trusted"
+			result, reason := VerifyBadSignature, "the file was modified after it was signed, or signed by a key that is not trusted"
 			if c.want != nil {
-				reason = "not signed by a trusted key"
+				result, reason = VerifyUntrusted, "not signed by a trusted key"
 			}
-			return fail("signature does not verify with any of the %d trusted keys: %s", len(c.keys), reason)
+			return fail(result, "signature does not verify with any of the %d trusted keys: %s", len(c.keys), reason)
 		}
 	}
 	if k != nil {

@@ -54,6 +54,10 @@ var (
 	// refusalReasons are the bounds a file may hit, the values of the
 	// "reason" label of imagedrop_import_refusals_total.
 	refusalReasons = []string{"free_space", "decompressed_size", "list_size", "list_references", "json_size", "archive_entries"}
+	// verifyPolicies and verifyResults are the values of the "policy" and
+	// "result" labels of imagedrop_verifications_total.
+	verifyPolicies = []string{"checksum", "signature"}
+	verifyResults  = []string{"verified", "no_sidecar", "malformed", "tampered", "untrusted", "bad_signature"}
 )
 
 // The values each label accepts, for the tests of the packages that report
@@ -74,6 +78,14 @@ func PullResults() []string { return slices.Clone(pullResults) }
 // imagedrop_import_refusals_total.
 func RefusalReasons() []string { return slices.Clone(refusalReasons) }
 
+// VerifyPolicies returns the values of the "policy" label of
+// imagedrop_verifications_total.
+func VerifyPolicies() []string { return slices.Clone(verifyPolicies) }
+
+// VerifyResults returns the values of the "result" label of
+// imagedrop_verifications_total.
+func VerifyResults() []string { return slices.Clone(verifyResults) }
+
 // RetagResults returns the values of the "result" label of
 // imagedrop_retags_total.
 func RetagResults() []string { return slices.Clone(retagResult) }
@@ -92,6 +104,7 @@ type Metrics struct {
 	filesFailing    prometheus.Gauge
 	filesInvalid    prometheus.Gauge
 	refusals        *prometheus.CounterVec
+	verifications   *prometheus.CounterVec
 	archiveBytes    prometheus.Counter
 	imagesImported  prometheus.Counter
 	imagePulls      *prometheus.CounterVec
@@ -136,6 +149,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			"Files among imagedrop_files_failing that failed for good (the file is bad: it does not parse, a limit was hit); they are retried only when they change."),
 		refusals: counterVec("import_refusals_total",
 			"Files refused by a bound of imagedrop's or the node's resources, by reason (free_space, decompressed_size, list_size, list_references, json_size, archive_entries).", "reason"),
+		verifications: counterVec("verifications_total",
+			"Files verified against their sidecar, by policy (checksum, signature) and result (verified, no_sidecar, malformed, tampered, untrusted, bad_signature).", "policy", "result"),
 		archiveBytes: counter("archive_bytes_read_total",
 			"Bytes of archive files gone through, as stored on disk (compressed); blobs skipped because containerd had them count too."),
 		imagesImported: counter("images_imported_total", "Images imported into containerd from archives."),
@@ -187,6 +202,11 @@ func (m *Metrics) initSeries() {
 	}
 	for _, r := range refusalReasons {
 		m.refusals.WithLabelValues(r)
+	}
+	for _, p := range verifyPolicies {
+		for _, r := range verifyResults {
+			m.verifications.WithLabelValues(p, r)
+		}
 	}
 }
 
@@ -285,6 +305,12 @@ func (m *Metrics) SetDegradedDirs(n int) { m.degradedDirs.Set(float64(n)) }
 // Refused implements importer.Observer: a file refused by a bound.
 func (m *Metrics) Refused(reason string) {
 	m.refusals.WithLabelValues(oneOf(reason, refusalReasons)).Inc()
+}
+
+// Verified implements importer.Observer: a file verified under policy with
+// result.
+func (m *Metrics) Verified(policy, result string) {
+	m.verifications.WithLabelValues(oneOf(policy, verifyPolicies), oneOf(result, verifyResults)).Inc()
 }
 
 // StateSaveFailed implements watcher.Observer.

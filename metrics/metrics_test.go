@@ -96,6 +96,9 @@ func TestExposition(t *testing.T) {
 				m.Retagged(ResultSuccess)
 				m.Retagged(ResultFailure)
 				m.SetPinnedImages(3)
+				m.Verified("signature", "verified")
+				m.Verified("signature", "tampered")
+				m.Verified("checksum", "verified")
 
 				m.ImagePulled(PullPulled, 40*time.Second)
 				m.ImagePulled(PullPresent, 10*time.Millisecond) // count only

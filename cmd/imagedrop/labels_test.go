@@ -27,6 +27,8 @@ func TestLabelValues(t *testing.T) {
 		{"pull outcomes (importer)", importer.PullOutcomes(), metrics.PullResults()},
 		{"retag results (importer)", importer.RetagResults(), metrics.RetagResults()},
 		{"refusal reasons (importer)", importer.RefusalReasons(), metrics.RefusalReasons()},
+		{"verification policies (importer)", importer.VerifyPolicies(), metrics.VerifyPolicies()},
+		{"verification results (importer)", importer.VerifyResults(), metrics.VerifyResults()},
 	} {
 		got, want := slices.Sorted(slices.Values(tt.reported)), slices.Sorted(slices.Values(tt.want))
 		if !slices.Equal(got, want) {

@@ -29,6 +29,7 @@ lists:
 pullAuth:
   dockerConfigJson: '{"auths":{"registry.example.com":{"auth":"dXNlcjpwYXNz"}}}'
 extraArgs: [--settle=2s]
+verify: {policy: signature, keys: {secretName: imagedrop-verify-keys, files: [cosign.pub, ops.pub]}}
 env:
   - name: IMAGEDROP_LOG_LEVEL
     value: debug

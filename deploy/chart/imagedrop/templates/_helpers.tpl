@@ -54,3 +54,24 @@ imagedrop-pull-auth
     path: {{ $fl.socketDir }}
     type: Directory
 {{- end }}
+
+{{/*
+The volume source of the trusted verify keys (a Secret or a ConfigMap), as
+JSON, or "" when no keys are configured; it fails on a policy it does not
+know or a signature policy without keys.
+*/}}
+{{- define "imagedrop.verifyKeys" -}}
+{{- $v := .Values.verify -}}
+{{- if not (has (toString $v.policy) (list "off" "checksum" "signature")) -}}
+{{- fail (printf "verify.policy %q: want off, checksum or signature" (toString $v.policy)) -}}
+{{- end -}}
+{{- if and $v.keys.secretName $v.keys.configMapName -}}
+{{- fail "verify.keys: set secretName or configMapName, not both" -}}
+{{- else if $v.keys.secretName -}}
+{{- dict "secret" (dict "secretName" $v.keys.secretName "defaultMode" 292) | toJson -}}
+{{- else if $v.keys.configMapName -}}
+{{- dict "configMap" (dict "name" $v.keys.configMapName "defaultMode" 292) | toJson -}}
+{{- else if eq (toString $v.policy) "signature" -}}
+{{- fail "verify.policy signature needs verify.keys.secretName or verify.keys.configMapName" -}}
+{{- end -}}
+{{- end -}}
