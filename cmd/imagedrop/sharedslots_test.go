@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
+	"github.com/imagedrop/imagedrop/watcher"
 )
 
 // leaseTestEnv is a real kube-apiserver and a namespace for slots in it.
@@ -76,7 +80,7 @@ func TestLeaseSlots(t *testing.T) {
 			s := e.slots(node, n)
 			wg.Go(func() {
 				for range 3 {
-					_, release, err := s.Acquire(ctx, func(error) {})
+					_, release, err := acquire(ctx, s, func(error) {})
 					if err != nil {
 						t.Error(err)
 						return
@@ -97,7 +101,7 @@ func TestLeaseSlots(t *testing.T) {
 	})
 
 	a, b := e.slots("a", 1), e.slots("b", 1)
-	_, releaseA, err := a.Acquire(ctx, func(error) { t.Error("a waited for a free slot") })
+	_, releaseA, err := acquire(ctx, a, func(error) { t.Error("a waited for a free slot") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +114,7 @@ func TestLeaseSlots(t *testing.T) {
 	bHeld := make(chan error, 1)
 	var bWaited atomic.Bool
 	go func() {
-		_, _, err := b.Acquire(bLife, func(error) { bWaited.Store(true) })
+		_, _, err := acquire(bLife, b, func(error) { bWaited.Store(true) })
 		bHeld <- err
 	}()
 	eventually(t, "b waits", bWaited.Load)
@@ -132,7 +136,7 @@ func TestLeaseSlots(t *testing.T) {
 	cLife, killC := context.WithCancel(ctx)
 	defer killC()
 	var cWaited atomic.Bool
-	if _, _, err := c.Acquire(cLife, func(error) { cWaited.Store(true) }); err != nil {
+	if _, _, err := acquire(cLife, c, func(error) { cWaited.Store(true) }); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.holder(t); got != "c" || !cWaited.Load() {
@@ -141,13 +145,79 @@ func TestLeaseSlots(t *testing.T) {
 
 	killC()
 	c2 := e.slots("c", 1) // c's next run
-	_, release, err := c2.Acquire(ctx, func(error) { t.Error("c's next run waited for the slot c left") })
+	_, release, err := acquire(ctx, c2, func(error) { t.Error("c's next run waited for the slot c left") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	release()
 	if got := e.holder(t); got != "" {
 		t.Errorf("after release, slot 0 held by %q, want nobody", got)
+	}
+
+	t.Run("gate", func(t *testing.T) { testSharedGate(t, e) })
+}
+
+// testSharedGate checks that a job of a shared file finds the only slot held
+// by another node and returns the watcher's NotYet at once, without running,
+// is shown waiting while the watcher says so, and runs holding the slot
+// once the other node released it; files of other directories never wait.
+func testSharedGate(t *testing.T, e leaseTestEnv) {
+	ctx := context.Background()
+	_, releaseOther, err := acquire(ctx, e.slots("other", 1), func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	g, err := newSharedGate(e.slots("me", 1), []string{root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := watcher.File{Root: root, Path: filepath.Join(root, "sub", "a.tar"), Progress: func() {}}
+	var ran []string
+	job := func(held context.Context) error {
+		ran = append(ran, e.holder(t))
+		return held.Err()
+	}
+	var ny *watcher.NotYet
+	if err := g.run(ctx, f, job); !errors.As(err, &ny) || ny.Waiting != waitingForSlot || ny.RetryIn <= 0 || len(ran) > 0 {
+		t.Fatalf("run with the slot held elsewhere = %v (ran %v); want NotYet for %q at once", err, ran, waitingForSlot)
+	}
+	local := watcher.File{Root: t.TempDir(), Path: "l.tar"}
+	if err := g.run(ctx, local, job); err != nil || len(ran) != 1 || ran[0] != "other" {
+		t.Fatalf("run of a local file = %v (ran with holder %v); want run at once", err, ran)
+	}
+	ws := watcher.Status{Files: []watcher.FileStatus{{Path: "sub/a.tar", Waiting: waitingForSlot}}}
+	if s := g.status(ws); !slices.Equal(s.WaitingForSlot, []string{"sub/a.tar"}) || len(s.Imports) != 1 || !s.Imports[0].Waiting {
+		t.Errorf("status while a.tar waits = %+v; want it waiting", s)
+	}
+	if s := g.status(watcher.Status{}); len(s.WaitingForSlot) != 0 || s.Imports[0].Waiting {
+		t.Errorf("status once the watcher forgot a.tar = %+v; want nothing waiting", s)
+	}
+
+	releaseOther()
+	if err := g.run(ctx, f, job); err != nil || len(ran) != 2 || ran[1] != "me" {
+		t.Fatalf("run after the slot was released = %v (holders seen %v); want run holding it", err, ran)
+	}
+	imp := g.status(ws).Imports[0]
+	if imp.Waiting || imp.AcquiredAt.IsZero() || imp.ReleasedAt.Before(imp.AcquiredAt) || e.holder(t) != "" {
+		t.Errorf("after the job: %+v, slot held by %q; want acquired then released", imp, e.holder(t))
+	}
+}
+
+// acquire tries s until it holds a slot or ctx ends, as the watcher retries
+// a file that waits for one, calling waiting after each try that found none.
+func acquire(ctx context.Context, s slots, waiting func(error)) (context.Context, func(), error) {
+	for {
+		held, release, err := s.TryAcquire(ctx)
+		if held != nil {
+			return held, release, nil
+		}
+		waiting(err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(s.RetryDelay()):
+		}
 	}
 }
 
