@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -13,17 +14,24 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
 	"github.com/imagedrop/imagedrop/watcher"
 )
 
-// leaseTestEnv is a real kube-apiserver and a namespace for slots in it.
+// leaseTestEnv is a real kube-apiserver, with RBAC, and the namespace of
+// the slots in it.
 type leaseTestEnv struct {
-	cs *kubernetes.Clientset
+	cs *kubernetes.Clientset // cluster admin
+	// sa is imagedrop's ServiceAccount, allowed only what
+	// deploy/components/shared-images's Role grants.
+	sa *kubernetes.Clientset
 	ns string
 }
 
@@ -38,16 +46,47 @@ func newLeaseTestEnv(t *testing.T) leaseTestEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := "imagedrop-slots"
-	if _, err := cs.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	ctx := context.Background()
+	ns := "imagedrop" // the component's
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return leaseTestEnv{cs: cs, ns: ns}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "imagedrop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var role rbacv1.Role
+	var binding rbacv1.RoleBinding
+	readYAML(t, "../../deploy/components/shared-images/role.yaml", &role)
+	readYAML(t, "../../deploy/components/shared-images/rolebinding.yaml", &binding)
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := rest.CopyConfig(rc)
+	src.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:imagedrop:imagedrop"}
+	sa, err := kubernetes.NewForConfig(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaseTestEnv{cs: cs, sa: sa, ns: ns}
 }
 
+func readYAML(t *testing.T, path string, into any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, into); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// slots is node's semaphore of n slots, as imagedrop's ServiceAccount.
 func (e leaseTestEnv) slots(node string, n int) *leaseSlots {
-	return newLeaseSlots(e.cs.CoordinationV1().Leases(e.ns), node, n, 3*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return newLeaseSlots(e.sa.CoordinationV1().Leases(e.ns), node, n, 3*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // holder returns who holds slot 0.
@@ -63,7 +102,9 @@ func (e leaseTestEnv) holder(t *testing.T) string {
 	return *l.Spec.HolderIdentity
 }
 
-// TestLeaseSlots runs the semaphore against a real kube-apiserver: nodes
+// TestLeaseSlots runs the semaphore against a real kube-apiserver, as
+// imagedrop's ServiceAccount with only the Role of
+// deploy/components/shared-images (the chart's is the same): nodes
 // that race for slots never hold more than there are, a released slot goes
 // to a waiting node, a slot whose holder stopped renewing is taken over
 // after its lease duration, and a slot left by an earlier run of the same
