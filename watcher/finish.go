@@ -20,21 +20,28 @@ func (l *loop) finished(r result) {
 	l.w.obs.JobFinished()
 	l.changed = true
 	f := l.w.files[r.path]
-	l.dealtWith(f)
 	r.abort(nil)
 	delete(l.aborts, r.path)
 	delete(l.w.progress, r.path)
 
 	res := jobSucceeded
 	cause := context.Cause(r.ctx)
+	ny := notYet(r.err)
 	switch {
 	case errors.Is(r.statErr, fs.ErrNotExist) || errors.Is(r.statErr, errNotRegular),
 		r.err != nil && (errors.Is(cause, errFileGone) || errors.Is(cause, errFileChanged)):
 		res = jobVanished // what it read is no more: forgotten, or run again
+	case ny != nil:
+		l.notYet(f, r.path, ny, now)
+		return
 	case permanent(r.err):
 		res = jobInvalid
 	case r.err != nil || r.statErr != nil:
 		res = jobFailed
+	}
+	l.dealtWith(f)
+	if f != nil {
+		f.waiting = ""
 	}
 	retryIn, forget := l.q.done(r.path, res, now)
 	switch res {
@@ -48,6 +55,19 @@ func (l *loop) finished(r result) {
 	}
 	if forget {
 		l.drop(r.path)
+	}
+}
+
+// notYet takes a job that found its file cannot be processed yet: the file
+// waits, without a worker, to be tried again. It is not dealt with: a file
+// of the startup walk that waits keeps the watcher from being Ready.
+func (l *loop) notYet(f *file, path string, ny *NotYet, now time.Time) {
+	if f != nil && f.waiting != ny.Waiting {
+		f.waiting = ny.Waiting
+		l.w.log.Info("file_waiting", "path", path, "for", ny.Waiting, "retry_in", ny.RetryIn)
+	}
+	if l.q.notYet(path, now.Add(ny.RetryIn)) {
+		l.drop(path)
 	}
 }
 

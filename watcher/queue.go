@@ -27,9 +27,13 @@ const (
 	// entryRetry: the last job failed; it is queued again when its time in
 	// queue.retries comes.
 	entryRetry
+	// entryWaiting: the last job found the file cannot be processed yet
+	// (the Processor returned NotYet); it holds no worker, and is queued
+	// again when its time in queue.retries comes, its failures unchanged.
+	entryWaiting
 )
 
-var entryStateNames = [...]string{"idle", "queued", "running", "rerun", "gone", "retry"}
+var entryStateNames = [...]string{"idle", "queued", "running", "rerun", "gone", "retry", "waiting"}
 
 func (s entryState) String() string { return entryStateNames[s] }
 
@@ -65,7 +69,7 @@ type queue struct {
 
 	entries  map[string]*entry    // paths that are not idle, or have failures
 	order    []string             // the entryQueued paths, first to run first
-	retries  map[string]time.Time // the entryRetry paths, and when they are due
+	retries  map[string]time.Time // the entryRetry and entryWaiting paths, and when they are due
 	inFlight int                  // jobs handed out and not done, the unpin job included
 	stopping bool
 
@@ -117,14 +121,14 @@ func (q *queue) ready(path string) {
 	switch e.state {
 	case entryRunning, entryGone:
 		e.state = entryRerun
-	case entryIdle, entryRetry:
+	case entryIdle, entryRetry, entryWaiting:
 		q.enqueue(path, e)
 	}
 }
 
-// retry queues failed paths whose retry time has come, keeping their
-// failures, and returns them in order.
-func (q *queue) retry(now time.Time) []string {
+// retry queues failed and waiting paths whose time has come, keeping their
+// failures, and returns the failed ones in order.
+func (q *queue) retry(now time.Time) (failed []string) {
 	var due []string
 	for p, at := range q.retries {
 		if !now.Before(at) {
@@ -133,9 +137,13 @@ func (q *queue) retry(now time.Time) []string {
 	}
 	slices.Sort(due)
 	for _, p := range due {
-		q.enqueue(p, q.entries[p])
+		e := q.entries[p]
+		if e.state == entryRetry {
+			failed = append(failed, p)
+		}
+		q.enqueue(p, e)
 	}
-	return due
+	return failed
 }
 
 // hold is told that path is changing: it leaves the queue until it is ready
@@ -149,7 +157,7 @@ func (q *queue) hold(path string) {
 	case entryQueued:
 		q.dequeue(path)
 		q.idle(path, e)
-	case entryRetry:
+	case entryRetry, entryWaiting:
 		delete(q.retries, path)
 		q.idle(path, e)
 	}
@@ -171,7 +179,7 @@ func (q *queue) gone(path string) bool {
 		return false
 	case entryQueued:
 		q.dequeue(path)
-	case entryRetry:
+	case entryRetry, entryWaiting:
 		delete(q.retries, path)
 	}
 	delete(q.entries, path)
@@ -243,6 +251,28 @@ func (q *queue) done(path string, res jobResult, now time.Time) (retryIn time.Du
 	return retryIn, false
 }
 
+// notYet is told that the job of path found it cannot be processed yet: it
+// gives back its worker and is queued again at, neither failed nor done. A
+// path that changed meanwhile is queued again at once, and one that went
+// away is forgotten (forget), as done does.
+func (q *queue) notYet(path string, at time.Time) (forget bool) {
+	q.inFlight--
+	e := q.entries[path]
+	switch {
+	case e.state == entryGone:
+		delete(q.entries, path)
+		return true
+	case e.state == entryRerun:
+		q.enqueue(path, e)
+	case q.stopping:
+		q.idle(path, e)
+	default:
+		e.state = entryWaiting
+		q.retries[path] = at
+	}
+	return false
+}
+
 // addUnpin adds images to unpin once nothing claims them.
 func (q *queue) addUnpin(names []string) {
 	for _, name := range names {
@@ -282,7 +312,8 @@ func (q *queue) unpinDone(names []string, failed bool, now time.Time) (retryIn t
 func (q *queue) stop() { q.stopping = true }
 
 // wake returns the earliest time the queue has something to do by the
-// clock (a retry, or an unpin after a failure), or zero.
+// clock (a retry, a waiting path's next try, or an unpin after a failure),
+// or zero.
 func (q *queue) wake() time.Time {
 	var wake time.Time
 	for _, at := range q.retries {
@@ -300,7 +331,7 @@ func (q *queue) enqueue(path string, e *entry) {
 	switch e.state {
 	case entryQueued:
 		return
-	case entryRetry:
+	case entryRetry, entryWaiting:
 		delete(q.retries, path)
 	}
 	e.state = entryQueued

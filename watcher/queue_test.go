@@ -10,7 +10,9 @@ import (
 
 // An op is one thing told to the queue in a table test: "ready a", "hold a",
 // "gone a", "start" (the next job is taken by a worker), "ok a", "fail a",
-// "invalid a" (failed for good), "vanish a" (the job of a ended so), "retry" (due retries are queued),
+// "invalid a" (failed for good), "vanish a" (the job of a ended so),
+// "notyet a 3s" (the job of a found it cannot run yet: again in 3s),
+// "retry" (due retries are queued),
 // "wait 3s" (the clock moves on), "unpin x y" (images to unpin), "unpin-ok",
 // "unpin-fail", "stop".
 type op string
@@ -22,7 +24,7 @@ type queueStep struct {
 	states string        // "a=running b=queued": the state of each named path
 	order  string        // the queued paths, in order
 	next   string        // the job next returns: a path, "unpin x y", or "-"
-	forget bool          // for ok/fail/vanish/gone: the path must be forgotten
+	forget bool          // for ok/fail/vanish/gone/notyet: the path must be forgotten
 	retry  time.Duration // for fail and unpin-fail: the delay before the retry, 0 for none
 }
 
@@ -204,6 +206,83 @@ func TestQueueTransitions(t *testing.T) {
 			},
 		},
 		{
+			name: "not yet: the worker goes to the next file; queued again when due",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "ready b"}, {op: "start"},
+				{op: "notyet a 3s", states: "a=waiting b=queued", order: "b", next: "b", forget: false},
+				{op: "start", states: "b=running"},
+				{op: "wait 2999ms"},
+				{op: "retry", states: "a=waiting", order: "-"},
+				{op: "wait 1ms"},
+				{op: "retry", states: "a=queued", order: "a", next: "-"}, // b has the only worker
+				{op: "ok b", next: "a"},
+			},
+		},
+		{
+			name: "not yet keeps the failures: no attempt, no reset",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"}, {op: "fail a", retry: time.Second},
+				{op: "wait 1s"}, {op: "retry"}, {op: "start"},
+				{op: "notyet a 1s"}, {op: "wait 1s"}, {op: "retry"}, {op: "start"},
+				{op: "fail a", retry: 2 * time.Second},
+			},
+		},
+		{
+			name: "not yet, then a change: queued at once",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"}, {op: "notyet a 1h"},
+				{op: "ready a", states: "a=queued", order: "a", next: "a"},
+			},
+		},
+		{
+			name: "not yet, then writes: held until ready, no try meanwhile",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"}, {op: "notyet a 1s"},
+				{op: "hold a", states: "a=idle"},
+				{op: "wait 1h"},
+				{op: "retry", states: "a=idle", order: "-"},
+			},
+		},
+		{
+			name: "not yet, then gone: forgotten at once",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"}, {op: "notyet a 1s"},
+				{op: "gone a", forget: true, states: "a=idle"},
+				{op: "wait 1h"},
+				{op: "retry", order: "-"},
+			},
+		},
+		{
+			name: "changed during the try: queued again at once",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"}, {op: "ready a"},
+				{op: "notyet a 1h", states: "a=queued", order: "a", forget: false},
+			},
+		},
+		{
+			name: "gone during the try: forgotten",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"}, {op: "gone a"},
+				{op: "notyet a 1h", states: "a=idle", forget: true},
+			},
+		},
+		{
+			name: "not yet at shutdown: idle, no try",
+			steps: []queueStep{
+				{op: "ready a"}, {op: "start"}, {op: "stop"},
+				{op: "notyet a 1s", states: "a=idle"},
+				{op: "wait 1h"},
+				{op: "retry", order: "-"},
+			},
+		},
+		{
+			name: "a waiting file does not hold back an unpin",
+			steps: []queueStep{
+				{op: "unpin x"}, {op: "ready a"}, {op: "start"},
+				{op: "notyet a 1s", next: "unpin x"},
+			},
+		},
+		{
 			name:    "unpin only when no file is queued or running",
 			workers: 2,
 			steps: []queueStep{
@@ -277,6 +356,13 @@ func apply(t *testing.T, q *queue, o op, now *time.Time) (forget bool, retry tim
 	case "ok", "fail", "invalid", "vanish":
 		res := map[string]jobResult{"ok": jobSucceeded, "fail": jobFailed, "invalid": jobInvalid, "vanish": jobVanished}[verb]
 		retry, forget = q.done(arg, res, *now)
+	case "notyet":
+		path, in, _ := strings.Cut(arg, " ")
+		d, err := time.ParseDuration(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forget = q.notYet(path, now.Add(d))
 	case "retry":
 		q.retry(*now)
 	case "wait":
@@ -328,7 +414,7 @@ func checkStep(t *testing.T, where string, q *queue, now time.Time, s queueStep,
 	}
 	verb, _, _ := strings.Cut(string(s.op), " ")
 	switch verb {
-	case "ok", "fail", "invalid", "vanish", "gone":
+	case "ok", "fail", "invalid", "vanish", "gone", "notyet":
 		if forget != s.forget {
 			t.Errorf("%s: forget = %v, want %v", where, forget, s.forget)
 		}
@@ -364,6 +450,12 @@ func TestQueueWake(t *testing.T) {
 	q.gone("a")
 	if w := q.wake(); !w.IsZero() {
 		t.Errorf("wake after the failed file went = %v, want zero", w)
+	}
+	j, _ := q.next(now)
+	q.started(j)
+	q.notYet("b", now.Add(time.Minute))
+	if got, want := q.wake(), now.Add(time.Minute); !got.Equal(want) {
+		t.Errorf("wake = %v, want %v (b's next try)", got, want)
 	}
 }
 

@@ -17,6 +17,10 @@
 // image; a failed job keeps the images it had, since a list reference that
 // failed this time may still be wanted.
 //
+// A Processor that cannot process a file yet (it waits for a cluster-wide
+// slot) returns NotYet: the file gives its worker back and is tried again
+// later, so that it never holds up the other files.
+//
 // The watcher knows nothing of containerd: it calls a Processor and an Images
 // it declares itself, and reports to an Observer.
 //
@@ -260,7 +264,7 @@ func (w *Watcher) Degraded() string {
 
 // States of a file in FileStatus.
 const (
-	StateQueued  = "queued" // waiting to be complete or for a worker
+	StateQueued  = "queued" // waiting to be complete, for a worker, or for what NotYet said
 	StateRunning = "running"
 	StateDone    = "done"
 	StateFailed  = "failed" // a retry is scheduled
@@ -284,8 +288,12 @@ type FileStatus struct {
 	// Invalid says the last failure was the file's fault (it does not
 	// parse, a limit was hit): it is retried only when it changes, not on a
 	// timer as failures of the node are.
-	Invalid bool  `json:"invalid,omitempty"`
-	Size    int64 `json:"size"`
+	Invalid bool `json:"invalid,omitempty"`
+	// Waiting says what the file waits for before it can be processed, as
+	// the Processor's NotYet said ("a shared-import slot"); it holds no
+	// worker meanwhile.
+	Waiting string `json:"waiting,omitempty"`
+	Size    int64  `json:"size"`
 	// Updated is when the file was last processed.
 	Updated time.Time `json:"updated,omitzero"`
 	// DurationSeconds is how long the last processing took.
@@ -335,6 +343,7 @@ type file struct {
 
 	last     string // StateDone or StateFailed once processed, else ""
 	invalid  bool   // the last failure was permanent: the file is bad
+	waiting  string // what the file waits for (NotYet), or ""
 	attempts int
 	images   []string
 	err      string
@@ -352,7 +361,7 @@ func (f *file) state(s entryState) string {
 	switch {
 	case s.busy():
 		return StateRunning
-	case s == entryQueued || f.last == "":
+	case s == entryQueued || s == entryWaiting || f.last == "":
 		return StateQueued
 	case s == entryRetry:
 		return StateFailed
@@ -377,6 +386,7 @@ func (f *file) status(s entryState) FileStatus {
 		Images:          slices.Clone(images),
 		Error:           f.err,
 		Invalid:         f.invalid,
+		Waiting:         f.waiting,
 		Size:            f.size,
 		Updated:         f.updated,
 		DurationSeconds: f.duration.Seconds(),

@@ -14,6 +14,7 @@ import (
 type preload struct {
 	ready                 bool // every file found at start was dealt with
 	done, total, failing  int
+	waiting               int // files waiting for a shared-import slot
 	doneBytes, totalBytes int64
 }
 
@@ -27,6 +28,9 @@ func summarize(s watcher.Status) preload {
 			p.doneBytes += f.Size
 		case watcher.StateFailed:
 			p.failing++
+		}
+		if f.Waiting == waitingForSlot {
+			p.waiting++
 		}
 	}
 	return p
@@ -71,6 +75,9 @@ func (p preload) condition() nodeCondition {
 		msg := fmt.Sprintf("%d of %d files done (%s of %s)", p.done, p.total, formatSize(uint64(p.doneBytes)), formatSize(uint64(p.totalBytes)))
 		if p.failing > 0 {
 			msg += fmt.Sprintf(", %d failing", p.failing)
+		}
+		if p.waiting > 0 {
+			msg += fmt.Sprintf("; %d waiting for %s", p.waiting, waitingForSlot)
 		}
 		return nodeCondition{corev1.ConditionFalse, reasonPreloading, msg}
 	case phaseFailing:

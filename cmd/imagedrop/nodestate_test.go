@@ -18,6 +18,13 @@ func file(path, state string, attempts int, size int64, err string) watcher.File
 	return watcher.FileStatus{Path: path, State: state, Attempts: attempts, Size: size, Error: err}
 }
 
+// waitingFile is a file of a shared directory that waits for a slot.
+func waitingFile(path string, size int64) watcher.FileStatus {
+	f := file(path, watcher.StateQueued, 0, size, "")
+	f.Waiting = waitingForSlot
+	return f
+}
+
 // TestNodeCondition maps the watcher's status to the condition, and to
 // whether the startup taint goes under each policy, at and past the timeout.
 func TestNodeCondition(t *testing.T) {
@@ -34,6 +41,10 @@ func TestNodeCondition(t *testing.T) {
 			nodeCondition{corev1.ConditionFalse, reasonPreloading, "1 of 2 files done (2MiB of 8MiB)"}, false, false, true},
 		{"preloading, one failing", watcherStatus(false, file("a.tar", watcher.StateFailed, 1, mib, "bad"), file("b.tar", watcher.StateQueued, 0, mib, "")),
 			nodeCondition{corev1.ConditionFalse, reasonPreloading, "0 of 2 files done (0 of 2MiB), 1 failing"}, false, false, true},
+		{"preloading, one waiting for a slot", watcherStatus(false, file("a.tar", watcher.StateDone, 1, mib, ""), waitingFile("shared.tar", 4*mib)),
+			nodeCondition{corev1.ConditionFalse, reasonPreloading, "1 of 2 files done (1MiB of 5MiB); 1 waiting for a shared-import slot"}, false, false, true},
+		{"preloading, failing and waiting", watcherStatus(false, file("a.tar", watcher.StateFailed, 1, mib, "bad"), waitingFile("s1.tar", mib), waitingFile("s2.tar", mib)),
+			nodeCondition{corev1.ConditionFalse, reasonPreloading, "0 of 3 files done (0 of 3MiB), 1 failing; 2 waiting for a shared-import slot"}, false, false, true},
 		{"complete", watcherStatus(true, file("a.tar", watcher.StateDone, 1, mib, ""), file("l.txt", watcher.StateDone, 0, 0, "")),
 			nodeCondition{corev1.ConditionTrue, reasonComplete, "2 files done (1MiB)"}, true, true, true},
 		{"complete, empty", watcherStatus(true), nodeCondition{corev1.ConditionTrue, reasonComplete, "0 files done (0)"}, true, true, true},

@@ -84,12 +84,17 @@ func newSharedSlots(cfg sharedConfig, kube kubeConfig, log *slog.Logger) slots {
 
 // slots is a cluster-wide counting semaphore.
 type slots interface {
-	// Acquire blocks until a slot is held or ctx ends, calling waiting
-	// after each try that found none, with the error of a try that failed.
-	// The context it returns ends when ctx ends or the slot is lost;
-	// release gives the slot back.
-	Acquire(ctx context.Context, waiting func(error)) (held context.Context, release func(), err error)
+	// TryAcquire takes a free slot if there is one; if none is free it
+	// returns a nil held, with the error of a try that failed. held ends
+	// when ctx ends or the slot is lost; release gives the slot back.
+	TryAcquire(ctx context.Context) (held context.Context, release func(), err error)
+	// RetryDelay is how long to wait before the next try.
+	RetryDelay() time.Duration
 }
+
+// waitingForSlot is what a file of a shared directory waits for, in the
+// watcher's FileStatus.Waiting.
+const waitingForSlot = "a shared-import slot"
 
 // sharedGate makes jobs of files in shared directories hold a slot while
 // they import, and keeps what /status shows of them.
@@ -129,31 +134,21 @@ func newSharedGate(s slots, rescanDirs []string) (*sharedGate, error) {
 }
 
 // run runs job for f, holding a slot first when f is in a shared directory.
-// Waiting is not a stall: every try reports progress.
+// If no slot is free it returns the watcher's NotYet at once, so that the
+// file waits without holding one of the watcher's workers.
 func (g *sharedGate) run(ctx context.Context, f watcher.File, job func(context.Context) error) error {
 	if g == nil || g.slots == nil || !slices.Contains(g.roots, filepath.Clean(f.Root)) {
 		return job(ctx)
 	}
-	rel, err := filepath.Rel(f.Root, f.Path)
-	if err != nil {
-		rel = f.Path
+	held, release, err := g.slots.TryAcquire(ctx)
+	if held == nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for a shared-import slot for %s: %w", f.Path, context.Cause(ctx))
+		}
+		g.waiting(f, err)
+		return &watcher.NotYet{Waiting: waitingForSlot, RetryIn: g.slots.RetryDelay()}
 	}
-	imp := &sharedImport{Path: filepath.ToSlash(rel), Waiting: true, WaitingSince: time.Now()}
-	g.set(f.Path, imp)
-	held, release, err := g.slots.Acquire(ctx, func(err error) {
-		f.Progress()
-		g.update(func() {
-			imp.Error = ""
-			if err != nil {
-				imp.Error = err.Error()
-			}
-		})
-	})
-	if err != nil {
-		g.update(func() { imp.Waiting = false })
-		return fmt.Errorf("wait for a shared-import slot for %s: %w", f.Path, err)
-	}
-	g.update(func() { imp.Waiting, imp.Error, imp.AcquiredAt = false, "", time.Now() })
+	imp := g.acquired(f)
 	err = job(held)
 	release()
 	g.update(func() { imp.ReleasedAt = time.Now() })
@@ -163,10 +158,42 @@ func (g *sharedGate) run(ctx context.Context, f watcher.File, job func(context.C
 	return err
 }
 
-func (g *sharedGate) set(path string, imp *sharedImport) {
+// waiting records that f found no free slot, with the error of the try if
+// it failed.
+func (g *sharedGate) waiting(f watcher.File, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.imports[path] = imp
+	imp := g.imports[f.Path]
+	if imp == nil || !imp.Waiting {
+		imp = &sharedImport{Path: relPath(f), Waiting: true, WaitingSince: time.Now()}
+		g.imports[f.Path] = imp
+	}
+	imp.Error = ""
+	if err != nil {
+		imp.Error = err.Error()
+	}
+}
+
+// acquired records that f's job holds a slot from now.
+func (g *sharedGate) acquired(f watcher.File) *sharedImport {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	imp := g.imports[f.Path]
+	if imp == nil || !imp.Waiting {
+		imp = &sharedImport{Path: relPath(f)}
+		g.imports[f.Path] = imp
+	}
+	imp.Waiting, imp.Error, imp.AcquiredAt, imp.ReleasedAt = false, "", time.Now(), time.Time{}
+	return imp
+}
+
+// relPath is f's path relative to its directory, as /status shows it.
+func relPath(f watcher.File) string {
+	rel, err := filepath.Rel(f.Root, f.Path)
+	if err != nil {
+		rel = f.Path
+	}
+	return filepath.ToSlash(rel)
 }
 
 func (g *sharedGate) update(fn func()) {
@@ -183,15 +210,25 @@ type sharedStatus struct {
 	Imports        []sharedImport `json:"imports"`
 }
 
-func (g *sharedGate) status() *sharedStatus {
+// status is what /status shows of the shared-import limit, given the
+// watcher's status: a file counts as waiting only while the watcher says it
+// waits, so that one that went away meanwhile is not shown waiting.
+func (g *sharedGate) status(ws watcher.Status) *sharedStatus {
 	if g == nil || g.slots == nil {
 		return nil
+	}
+	waiting := map[string]bool{}
+	for _, f := range ws.Files {
+		if f.Waiting == waitingForSlot {
+			waiting[f.Path] = true
+		}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := &sharedStatus{WaitingForSlot: []string{}, Imports: []sharedImport{}}
 	for _, p := range slices.Sorted(maps.Keys(g.imports)) {
 		imp := *g.imports[p]
+		imp.Waiting = imp.Waiting && waiting[imp.Path]
 		if imp.Waiting {
 			s.WaitingForSlot = append(s.WaitingForSlot, imp.Path)
 		}

@@ -63,30 +63,24 @@ func newLeaseSlots(leases coordinationclient.LeaseInterface, node string, n int,
 		held: map[string]bool{}, seen: map[string]leaseSighting{}}
 }
 
-// Acquire waits until it holds a slot, calling waiting after every try that
-// found none (and with the error of a try that failed). The returned context
-// ends when ctx does or when the slot is lost; release gives the slot back.
-func (s *leaseSlots) Acquire(ctx context.Context, waiting func(error)) (context.Context, func(), error) {
-	for {
-		h, err := s.tryAcquire(ctx)
-		if h != nil {
-			held, cancel := context.WithCancelCause(ctx)
-			h.cancel = cancel
-			go h.renew(held, s)
-			return held, func() { s.release(h) }, nil
-		}
-		waiting(err)
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(s.retryDelay()):
-		}
+// TryAcquire takes a free slot if there is one. If none is free it returns
+// a nil context, with the error of the tries that failed, if any: try again
+// after RetryDelay. The returned context ends when ctx does or when the slot
+// is lost; release gives the slot back.
+func (s *leaseSlots) TryAcquire(ctx context.Context) (context.Context, func(), error) {
+	h, err := s.tryAcquire(ctx)
+	if h == nil {
+		return nil, nil, err
 	}
+	held, cancel := context.WithCancelCause(ctx)
+	h.cancel = cancel
+	go h.renew(held, s)
+	return held, func() { s.release(h) }, nil
 }
 
-// retryDelay is a third of the lease duration, give or take a tenth, so that
+// RetryDelay is a third of the lease duration, give or take a tenth, so that
 // the nodes that wait do not all ask at once.
-func (s *leaseSlots) retryDelay() time.Duration {
+func (s *leaseSlots) RetryDelay() time.Duration {
 	d := s.duration / 3
 	return d - d/10 + rand.N(d/5+1)
 }

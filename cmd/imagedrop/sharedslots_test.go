@@ -2,24 +2,36 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/imagedrop/imagedrop/e2e/harness"
+	"github.com/imagedrop/imagedrop/watcher"
 )
 
-// leaseTestEnv is a real kube-apiserver and a namespace for slots in it.
+// leaseTestEnv is a real kube-apiserver, with RBAC, and the namespace of
+// the slots in it.
 type leaseTestEnv struct {
-	cs *kubernetes.Clientset
+	cs *kubernetes.Clientset // cluster admin
+	// sa is imagedrop's ServiceAccount, allowed only what
+	// deploy/components/shared-images's Role grants.
+	sa *kubernetes.Clientset
 	ns string
 }
 
@@ -34,16 +46,47 @@ func newLeaseTestEnv(t *testing.T) leaseTestEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := "imagedrop-slots"
-	if _, err := cs.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	ctx := context.Background()
+	ns := "imagedrop" // the component's
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return leaseTestEnv{cs: cs, ns: ns}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "imagedrop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var role rbacv1.Role
+	var binding rbacv1.RoleBinding
+	readYAML(t, "../../deploy/components/shared-images/role.yaml", &role)
+	readYAML(t, "../../deploy/components/shared-images/rolebinding.yaml", &binding)
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := rest.CopyConfig(rc)
+	src.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:imagedrop:imagedrop"}
+	sa, err := kubernetes.NewForConfig(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaseTestEnv{cs: cs, sa: sa, ns: ns}
 }
 
+func readYAML(t *testing.T, path string, into any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, into); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// slots is node's semaphore of n slots, as imagedrop's ServiceAccount.
 func (e leaseTestEnv) slots(node string, n int) *leaseSlots {
-	return newLeaseSlots(e.cs.CoordinationV1().Leases(e.ns), node, n, 3*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return newLeaseSlots(e.sa.CoordinationV1().Leases(e.ns), node, n, 3*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // holder returns who holds slot 0.
@@ -59,7 +102,9 @@ func (e leaseTestEnv) holder(t *testing.T) string {
 	return *l.Spec.HolderIdentity
 }
 
-// TestLeaseSlots runs the semaphore against a real kube-apiserver: nodes
+// TestLeaseSlots runs the semaphore against a real kube-apiserver, as
+// imagedrop's ServiceAccount with only the Role of
+// deploy/components/shared-images (the chart's is the same): nodes
 // that race for slots never hold more than there are, a released slot goes
 // to a waiting node, a slot whose holder stopped renewing is taken over
 // after its lease duration, and a slot left by an earlier run of the same
@@ -76,7 +121,7 @@ func TestLeaseSlots(t *testing.T) {
 			s := e.slots(node, n)
 			wg.Go(func() {
 				for range 3 {
-					_, release, err := s.Acquire(ctx, func(error) {})
+					_, release, err := acquire(ctx, s, func(error) {})
 					if err != nil {
 						t.Error(err)
 						return
@@ -97,7 +142,7 @@ func TestLeaseSlots(t *testing.T) {
 	})
 
 	a, b := e.slots("a", 1), e.slots("b", 1)
-	_, releaseA, err := a.Acquire(ctx, func(error) { t.Error("a waited for a free slot") })
+	_, releaseA, err := acquire(ctx, a, func(error) { t.Error("a waited for a free slot") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +155,7 @@ func TestLeaseSlots(t *testing.T) {
 	bHeld := make(chan error, 1)
 	var bWaited atomic.Bool
 	go func() {
-		_, _, err := b.Acquire(bLife, func(error) { bWaited.Store(true) })
+		_, _, err := acquire(bLife, b, func(error) { bWaited.Store(true) })
 		bHeld <- err
 	}()
 	eventually(t, "b waits", bWaited.Load)
@@ -132,7 +177,7 @@ func TestLeaseSlots(t *testing.T) {
 	cLife, killC := context.WithCancel(ctx)
 	defer killC()
 	var cWaited atomic.Bool
-	if _, _, err := c.Acquire(cLife, func(error) { cWaited.Store(true) }); err != nil {
+	if _, _, err := acquire(cLife, c, func(error) { cWaited.Store(true) }); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.holder(t); got != "c" || !cWaited.Load() {
@@ -141,13 +186,79 @@ func TestLeaseSlots(t *testing.T) {
 
 	killC()
 	c2 := e.slots("c", 1) // c's next run
-	_, release, err := c2.Acquire(ctx, func(error) { t.Error("c's next run waited for the slot c left") })
+	_, release, err := acquire(ctx, c2, func(error) { t.Error("c's next run waited for the slot c left") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	release()
 	if got := e.holder(t); got != "" {
 		t.Errorf("after release, slot 0 held by %q, want nobody", got)
+	}
+
+	t.Run("gate", func(t *testing.T) { testSharedGate(t, e) })
+}
+
+// testSharedGate checks that a job of a shared file finds the only slot held
+// by another node and returns the watcher's NotYet at once, without running,
+// is shown waiting while the watcher says so, and runs holding the slot
+// once the other node released it; files of other directories never wait.
+func testSharedGate(t *testing.T, e leaseTestEnv) {
+	ctx := context.Background()
+	_, releaseOther, err := acquire(ctx, e.slots("other", 1), func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	g, err := newSharedGate(e.slots("me", 1), []string{root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := watcher.File{Root: root, Path: filepath.Join(root, "sub", "a.tar"), Progress: func() {}}
+	var ran []string
+	job := func(held context.Context) error {
+		ran = append(ran, e.holder(t))
+		return held.Err()
+	}
+	var ny *watcher.NotYet
+	if err := g.run(ctx, f, job); !errors.As(err, &ny) || ny.Waiting != waitingForSlot || ny.RetryIn <= 0 || len(ran) > 0 {
+		t.Fatalf("run with the slot held elsewhere = %v (ran %v); want NotYet for %q at once", err, ran, waitingForSlot)
+	}
+	local := watcher.File{Root: t.TempDir(), Path: "l.tar"}
+	if err := g.run(ctx, local, job); err != nil || len(ran) != 1 || ran[0] != "other" {
+		t.Fatalf("run of a local file = %v (ran with holder %v); want run at once", err, ran)
+	}
+	ws := watcher.Status{Files: []watcher.FileStatus{{Path: "sub/a.tar", Waiting: waitingForSlot}}}
+	if s := g.status(ws); !slices.Equal(s.WaitingForSlot, []string{"sub/a.tar"}) || len(s.Imports) != 1 || !s.Imports[0].Waiting {
+		t.Errorf("status while a.tar waits = %+v; want it waiting", s)
+	}
+	if s := g.status(watcher.Status{}); len(s.WaitingForSlot) != 0 || s.Imports[0].Waiting {
+		t.Errorf("status once the watcher forgot a.tar = %+v; want nothing waiting", s)
+	}
+
+	releaseOther()
+	if err := g.run(ctx, f, job); err != nil || len(ran) != 2 || ran[1] != "me" {
+		t.Fatalf("run after the slot was released = %v (holders seen %v); want run holding it", err, ran)
+	}
+	imp := g.status(ws).Imports[0]
+	if imp.Waiting || imp.AcquiredAt.IsZero() || imp.ReleasedAt.Before(imp.AcquiredAt) || e.holder(t) != "" {
+		t.Errorf("after the job: %+v, slot held by %q; want acquired then released", imp, e.holder(t))
+	}
+}
+
+// acquire tries s until it holds a slot or ctx ends, as the watcher retries
+// a file that waits for one, calling waiting after each try that found none.
+func acquire(ctx context.Context, s slots, waiting func(error)) (context.Context, func(), error) {
+	for {
+		held, release, err := s.TryAcquire(ctx)
+		if held != nil {
+			return held, release, nil
+		}
+		waiting(err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(s.RetryDelay()):
+		}
 	}
 }
 

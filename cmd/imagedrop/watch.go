@@ -224,4 +224,7 @@ type status struct {
 	SharedImports *sharedStatus `json:"shared_imports,omitempty"`
 }
 
-func (p probes) Status() any { return status{Status: p.w.Status(), SharedImports: p.shared.status()} }
+func (p probes) Status() any {
+	ws := p.w.Status()
+	return status{Status: ws, SharedImports: p.shared.status(ws)}
+}

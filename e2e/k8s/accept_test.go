@@ -13,8 +13,8 @@ import (
 
 // TestRenderedObjectsAccepted has a real kube-apiserver (with the Prometheus
 // Operator's CRDs) accept, by a strict server-side apply, every object of
-// the chart (every option on, each flavour, the PodMonitor variant) and of
-// each kustomize directory of deploy/; a DaemonSet with a field the API
+// the chart (every option on, each flavour, the PodMonitor variant, the
+// shared images directory) and of each kustomize directory of deploy/; a DaemonSet with a field the API
 // lacks is refused, so the check is real.
 func TestRenderedObjectsAccepted(t *testing.T) {
 	if testing.Short() {
@@ -64,6 +64,11 @@ func TestRenderedObjectsAccepted(t *testing.T) {
 		apply("chart flavour="+fl.name, helmTemplate(ctx, t, helm, fullValues, "flavour="+fl.name))
 		apply("deploy/"+fl.overlay, kustomize(ctx, t, fl.overlay))
 	}
+	for _, v := range sharedVariants {
+		apply("chart with sharedImages "+v.name, helmTemplate(ctx, t, helm, v.values))
+	}
+	apply("deploy/examples/shared-images", kustomize(ctx, t, "examples/shared-images"))
+	apply("deploy/base + components/shared-images", renderComponents(ctx, t, filepath.Join(moduleRoot(), "deploy"), "base", "components/shared-images"))
 	apply("chart with a PodMonitor", helmTemplate(ctx, t, helm, fullValues, "monitoring.serviceMonitor=false", "monitoring.podMonitor=true"))
 	apply("deploy/examples/monitoring", kustomize(ctx, t, "examples/monitoring"))
 

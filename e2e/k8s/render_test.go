@@ -49,7 +49,7 @@ func TestChartLint(t *testing.T) {
 	if err := os.WriteFile(values, []byte(fullValues), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{}, {"-f", values}, {"--set", "flavour=k3s"}, {"--set", "flavour=rke2"}} {
+	for _, args := range [][]string{{}, {"-f", values}, {"--set", "flavour=k3s"}, {"--set", "flavour=rke2"}, {"--set", "sharedImages.claimName=imagedrop-shared"}} {
 		if out, err := runHelm(t.Context(), t, helm, nil, append([]string{"lint", "--strict", chartDir}, args...)...); err != nil {
 			t.Errorf("helm lint %q: %v\n%s", args, err, out)
 		}
@@ -105,6 +105,102 @@ func TestChartMatchesKustomize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sharedVariants are the chart's values for a shared images directory, with
+// the kustomize overlay that must render the same DaemonSet, Role and
+// RoleBinding: base + components/shared-images (a PersistentVolumeClaim), and
+// examples/shared-images (an NFS export).
+var sharedVariants = []struct {
+	name, values string
+	components   []string // of base, or
+	overlay      string   // a kustomize directory of deploy/
+}{
+	{name: "persistentVolumeClaim", values: "sharedImages: {claimName: imagedrop-shared}", components: []string{"components/shared-images"}},
+	{name: "nfs", values: "sharedImages: {nfs: {server: nfs.example.com, path: /exports/images}}", overlay: "examples/shared-images"},
+}
+
+// TestChartSharedImages checks the chart's shared images directory against
+// deploy/components/shared-images: the same DaemonSet (volume, read-only
+// mount, --rescan-dir, slots, lease duration), Role and RoleBinding, all
+// decoded strictly; without slots no Role, and without a volume nothing; a
+// claim and an NFS export at once are refused.
+func TestChartSharedImages(t *testing.T) {
+	helm := requireHelm(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	deploy := filepath.Join(moduleRoot(), "deploy")
+	for _, v := range sharedVariants {
+		t.Run(v.name, func(t *testing.T) {
+			chart := decodeAll(t, "chart "+v.name, helmTemplate(ctx, t, helm, v.values))
+			var kust objects
+			if v.overlay != "" {
+				kust = decodeAll(t, "deploy/"+v.overlay, kustomize(ctx, t, v.overlay))
+			} else {
+				kust = decodeAll(t, "base + "+strings.Join(v.components, " + "), renderComponents(ctx, t, deploy, "base", v.components...))
+			}
+			if diff := cmp.Diff(normalize(kust.daemonSet(t, "imagedrop")), normalize(chart.daemonSet(t, "imagedrop"))); diff != "" {
+				t.Errorf("DaemonSet imagedrop: kustomize (-) and the chart (+) differ:\n%s", diff)
+			}
+			for _, kind := range []string{"Role", "RoleBinding"} {
+				if diff := cmp.Diff(kust.named(t, kind, "imagedrop-shared-import-slots"), chart.named(t, kind, "imagedrop-shared-import-slots")); diff != "" {
+					t.Errorf("%s: kustomize (-) and the chart (+) differ:\n%s", kind, diff)
+				}
+			}
+		})
+	}
+	noSlots := decodeAll(t, "chart without slots", helmTemplate(ctx, t, helm, sharedVariants[0].values, "sharedImages.importSlots=0"))
+	env := noSlots.daemonSet(t, "imagedrop").Spec.Template.Spec.Containers[0].Env
+	isSlotRole := func(o object) bool { return o.kind == "Role" && o.name == "imagedrop-shared-import-slots" }
+	if slices.ContainsFunc(noSlots, isSlotRole) ||
+		slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == "IMAGEDROP_SHARED_IMPORT_SLOTS" }) ||
+		!slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == "IMAGEDROP_RESCAN_DIR" }) {
+		t.Errorf("importSlots=0: want --rescan-dir without slots, and no Role; got env %v", env)
+	}
+	for _, o := range decodeAll(t, "chart (defaults)", helmTemplate(ctx, t, helm, "")) {
+		if isSlotRole(o) || strings.Contains(string(o.raw), "/var/lib/imagedrop/shared") {
+			t.Errorf("the chart's defaults render a shared directory: %s", o)
+		}
+	}
+	leaseNS := decodeAll(t, "chart with leaseNamespace", helmTemplate(ctx, t, helm, sharedVariants[0].values, "sharedImages.leaseNamespace=slots"))
+	if r := leaseNS.named(t, "Role", "imagedrop-shared-import-slots").(*rbacv1.Role); r.Namespace != "slots" {
+		t.Errorf("leaseNamespace=slots: the Role is in %q; want slots, where the Leases are", r.Namespace)
+	}
+	for set, want := range map[string]string{
+		"sharedImages.nfs.server=nfs.example.com":                                                   "sharedImages.nfs: path is required with server",
+		"sharedImages.nfs.server=nfs.example.com,sharedImages.nfs.path=/x,sharedImages.claimName=c": "sharedImages: set claimName or nfs, not both",
+	} {
+		if _, err := runHelm(ctx, t, helm, nil, "template", chartDir, "--set", set); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s: %v; want it refused with %q", set, err, want)
+		}
+	}
+}
+
+// named returns the object of kind and name, Helm's labels dropped.
+func (os objects) named(t *testing.T, kind, name string) any {
+	t.Helper()
+	for _, o := range os {
+		if o.kind != kind || o.name != name {
+			continue
+		}
+		switch obj := o.obj.(type) {
+		case *rbacv1.Role:
+			obj = obj.DeepCopy()
+			for _, l := range helmLabels {
+				delete(obj.Labels, l)
+			}
+			return obj
+		case *rbacv1.RoleBinding:
+			obj = obj.DeepCopy()
+			for _, l := range helmLabels {
+				delete(obj.Labels, l)
+			}
+			return obj
+		}
+		return o.obj
+	}
+	t.Fatalf("no %s %s", kind, name)
+	return nil
 }
 
 // object is one rendered document, decoded.

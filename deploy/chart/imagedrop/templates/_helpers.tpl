@@ -75,3 +75,24 @@ know or a signature policy without keys.
 {{- fail "verify.policy signature needs verify.keys.secretName or verify.keys.configMapName" -}}
 {{- end -}}
 {{- end -}}
+{{/* The volume source of sharedImages as JSON, "" when it is off. */}}
+{{- define "imagedrop.sharedVolume" -}}
+{{- $s := .Values.sharedImages -}}
+{{- if and $s.claimName $s.nfs.server -}}
+{{- fail "sharedImages: set claimName or nfs, not both" -}}
+{{- else if $s.claimName -}}
+{{- toJson (dict "persistentVolumeClaim" (dict "claimName" $s.claimName "readOnly" true)) -}}
+{{- else if $s.nfs.server -}}
+{{- if not $s.nfs.path -}}
+{{- fail "sharedImages.nfs: path is required with server" -}}
+{{- end -}}
+{{- toJson (dict "nfs" (dict "server" $s.nfs.server "path" $s.nfs.path "readOnly" true)) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Whether the shared-import slots are on: a shared volume, and slots. */}}
+{{- define "imagedrop.sharedSlots" -}}
+{{- if and (include "imagedrop.sharedVolume" .) (gt (int .Values.sharedImages.importSlots) 0) -}}
+true
+{{- end -}}
+{{- end }}
