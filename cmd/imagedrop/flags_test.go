@@ -29,9 +29,10 @@ type flagCase struct {
 }
 
 var (
-	both      = []string{"import", "watch"}
-	watchOnly = []string{"watch"}
-	unpinOnly = []string{"unpin"}
+	both       = []string{"import", "watch"}
+	watchOnly  = []string{"watch"}
+	importOnly = []string{"import"}
+	unpinOnly  = []string{"unpin"}
 	// withUnpin: the flags unpin shares with import and watch.
 	withUnpin = []string{"import", "watch", "unpin"}
 	commands  = withUnpin
@@ -60,6 +61,7 @@ var flagCases = map[string]flagCase{
 	"log-level":               {"info", "debug", "debug", "warn", "warn", both},
 	"log-format":              {"text", "json", "json", "text", "text", both},
 	"workers":                 {"2", "4", "4", "6", "6", both},
+	"progress":                {"auto", "plain", "plain", "tty", "tty", importOnly},
 	"images-dir":              {"/var/lib/imagedrop/images", "/env/a,/env/b", "/env/a,/env/b", "/arg", "/arg", watchOnly},
 	"rescan-dir":              {"", "/env/nfs,/env/cephfs", "/env/nfs,/env/cephfs", "/arg/nfs", "/arg/nfs", watchOnly},
 	"rescan-interval":         {"10s", "1m", "1m0s", "5s", "5s", watchOnly},
