@@ -127,7 +127,10 @@ func formatDuration(d time.Duration) string {
 // summaryLine is the last line of an import: files, failures, bytes, time.
 func summaryLine(files, failed int, read int64, took time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "done: %d files", files)
+	fmt.Fprintf(&b, "done: %d file", files)
+	if files != 1 {
+		b.WriteString("s")
+	}
 	if failed > 0 {
 		fmt.Fprintf(&b, ", %d failed", failed)
 	}

@@ -117,7 +117,7 @@ func TestSummaryLine(t *testing.T) {
 	if got, want := summaryLine(3, 1, 5<<20, 1500*time.Millisecond), "done: 3 files, 1 failed, 5.00 MiB read in 1.5s"; got != want {
 		t.Errorf("summaryLine = %q, want %q", got, want)
 	}
-	if got, want := summaryLine(1, 0, 10, time.Second), "done: 1 files, 10 B read in 1s"; got != want {
+	if got, want := summaryLine(1, 0, 10, time.Second), "done: 1 file, 10 B read in 1s"; got != want {
 		t.Errorf("summaryLine = %q, want %q", got, want)
 	}
 }

@@ -157,8 +157,10 @@ func (t *terminalProgress) stop() {
 	<-t.done
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.stopped = true
-	t.clear()
+	if !t.stopped {
+		t.stopped = true
+		t.clear()
+	}
 }
 
 // redraw erases the progress lines, runs above (which writes lines that stay)
