@@ -64,6 +64,7 @@ func TestRenderedObjectsAccepted(t *testing.T) {
 		apply("chart flavour="+fl.name, helmTemplate(ctx, t, helm, fullValues, "flavour="+fl.name))
 		apply("deploy/"+fl.overlay, kustomize(ctx, t, fl.overlay))
 	}
+	apply("chart as non-root", helmTemplate(ctx, t, helm, fullValues+nonRootValues))
 	apply("chart with a PodMonitor", helmTemplate(ctx, t, helm, fullValues, "monitoring.serviceMonitor=false", "monitoring.podMonitor=true"))
 	apply("deploy/examples/monitoring", kustomize(ctx, t, "examples/monitoring"))
 

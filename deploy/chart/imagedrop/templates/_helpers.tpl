@@ -54,3 +54,28 @@ imagedrop-pull-auth
     path: {{ $fl.socketDir }}
     type: Directory
 {{- end }}
+
+{{/* The pod-level part of the user imagedrop runs as: the socket's group
+(containerd's [grpc] gid) and the group of its Secret and token volumes, or
+nothing when it runs as root. */}}
+{{- define "imagedrop.podRunAs" -}}
+{{- $sc := .Values.securityContext -}}
+{{- if and $sc.runAsNonRoot (eq (int $sc.runAsUser) 0) -}}
+{{- fail "securityContext.runAsNonRoot needs a securityContext.runAsUser other than 0" -}}
+{{- end -}}
+{{- if and (ne (int $sc.runAsUser) 0) (not $sc.supplementalGroups) -}}
+{{- fail (printf "securityContext.runAsUser %v cannot reach containerd's socket: set securityContext.supplementalGroups to the gid of containerd's [grpc] gid" $sc.runAsUser) -}}
+{{- end -}}
+{{- if ne (int $sc.runAsUser) 0 -}}
+supplementalGroups: {{ toJson $sc.supplementalGroups }}
+fsGroup: {{ $sc.runAsGroup }}
+{{- end -}}
+{{- end }}
+
+{{/* The container-level part: the same in the DaemonSet and the unpin hook. */}}
+{{- define "imagedrop.runAs" -}}
+{{- $sc := .Values.securityContext -}}
+runAsUser: {{ $sc.runAsUser }}
+runAsGroup: {{ $sc.runAsGroup }}
+runAsNonRoot: {{ $sc.runAsNonRoot }}
+{{- end }}
