@@ -17,6 +17,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -264,5 +265,47 @@ func TestChartNonRoot(t *testing.T) {
 		if _, err := runHelm(ctx, t, helm, nil, "template", chartDir, "-f", f); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("values %s: %v; want refused with %q", tt.values, err, tt.want)
 		}
+	}
+}
+
+// TestChartUninstallImages: every pod of the uninstall (the pre-delete
+// hooks) runs imagedrop's own image, so an air-gapped cluster mirrors
+// nothing else to uninstall; kubectl.image is helm test's only.
+func TestChartUninstallImages(t *testing.T) {
+	helm := requireHelm(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	objs := decodeAll(t, "chart", helmTemplate(ctx, t, helm, fullValues, "image.tag=1.2.3", "uninstall.kubeconfigSecret=kc"))
+	const want = "ghcr.io/imagedrop/imagedrop:1.2.3"
+	hooks := 0
+	for _, o := range objs {
+		var meta metav1.ObjectMeta
+		var spec *corev1.PodSpec
+		switch v := o.obj.(type) {
+		case *appsv1.DaemonSet:
+			meta, spec = v.ObjectMeta, &v.Spec.Template.Spec
+		case *batchv1.Job:
+			meta, spec = v.ObjectMeta, &v.Spec.Template.Spec
+		default:
+			continue
+		}
+		if meta.Annotations["helm.sh/hook"] != "pre-delete" {
+			continue
+		}
+		hooks++
+		for _, c := range append(spec.InitContainers, spec.Containers...) {
+			if c.Image != want {
+				t.Errorf("%s container %s: image %s, want %s", o, c.Name, c.Image, want)
+			}
+		}
+		if job, ok := o.obj.(*batchv1.Job); ok {
+			args := strings.Join(job.Spec.Template.Spec.Containers[0].Args, " ")
+			if wantArgs := "unpin --wait-daemonset=imagedrop-unpin --wait-namespace=imagedrop --wait-timeout=5m --kubeconfig=/etc/imagedrop/kube/kubeconfig"; args != wantArgs {
+				t.Errorf("%s args %q, want %q", o, args, wantArgs)
+			}
+		}
+	}
+	if hooks != 2 {
+		t.Errorf("%d pre-delete DaemonSets and Jobs, want 2 (the unpin DaemonSet and the Job that waits for it)", hooks)
 	}
 }
