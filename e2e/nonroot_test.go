@@ -83,16 +83,16 @@ func TestImportNonRoot(t *testing.T) {
 	images := c.Client(t).ImageService()
 	ctx := namespaces.WithNamespace(context.Background(), ns)
 
-	stdout, stderr, code := run()
-	if code != 1 || !strings.Contains(stderr, "containerd socket "+c.Address+": permission denied for uid 65532") ||
-		!strings.Contains(stderr, "[grpc] gid") {
-		t.Errorf("without the socket's group: exit %d, stderr %q; want 1 and the socket, permission denied and [grpc] gid named", code, stderr)
+	_, denied, code := run()
+	if code != 1 || !strings.Contains(denied, "containerd socket "+c.Address+": permission denied for uid 65532") ||
+		!strings.Contains(denied, "[grpc] gid") {
+		t.Errorf("without the socket's group: exit %d, stderr %q; want 1 and the socket, permission denied and [grpc] gid named", code, denied)
 	}
 	if _, err := images.Get(ctx, ref); !errdefs.IsNotFound(err) {
 		t.Errorf("image %s after the refused import: %v, want not found", ref, err)
 	}
 
-	stdout, stderr, code = run(socketGID)
+	stdout, stderr, code := run(socketGID)
 	if code != 0 || !strings.HasPrefix(stdout, "OK   "+archive+": "+ref) {
 		t.Fatalf("in the socket's group: exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -31,4 +32,13 @@ func socketAccess(address string) error {
 	return fmt.Errorf("containerd socket %s: permission denied for uid %d (gid %d, groups %v): run imagedrop as root, "+
 		"or set [grpc] gid in containerd's config to a group it runs in (the chart's securityContext.supplementalGroups)",
 		path, os.Geteuid(), os.Getegid(), groups)
+}
+
+// logSocketAccess logs, at start, that the daemon may not use containerd's
+// socket. The daemon goes on: its jobs fail and are retried, and /readyz
+// says why, until the socket's group is fixed.
+func logSocketAccess(log *slog.Logger, address string) {
+	if err := socketAccess(address); err != nil {
+		log.Error("containerd_socket_denied", "err", err)
+	}
 }

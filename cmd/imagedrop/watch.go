@@ -115,9 +115,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("containerd client for %s: %w", cfg.common.containerdAddress, err)
 	}
 	defer client.Close()
-	if err := socketAccess(cfg.common.containerdAddress); err != nil {
-		log.Error("containerd_socket_denied", "err", err)
-	}
+	logSocketAccess(log, cfg.common.containerdAddress)
 
 	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"),
 		importer.WithObserver(m), cfg.common.pullBackoff())
