@@ -67,7 +67,7 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 	}
 	defer func() { release(err != nil) }()
 
-	read := &byteCounter{obs: im.obs, progress: src.Progress}
+	read := &byteCounter{obs: im.obs, progress: src.Progress, read: src.Read}
 	stop := im.logProgress(path, st.Size(), read)
 	defer stop()
 	defer func() { res.BytesRead, res.BytesDecompressed = read.n.Load(), read.out.Load() }()
@@ -311,13 +311,17 @@ type byteCounter struct {
 	n        atomic.Int64
 	out      atomic.Int64
 	obs      Observer
-	progress func() // Input.Progress, or nil
+	progress func()            // Input.Progress, or nil
+	read     func(total int64) // Input.Read, or nil
 }
 
 func (c *byteCounter) add(n int64) {
 	if n > 0 {
-		c.n.Add(n)
+		total := c.n.Add(n)
 		c.obs.BytesRead(n)
+		if c.read != nil {
+			c.read(total)
+		}
 		if c.progress != nil {
 			c.progress()
 		}

@@ -15,6 +15,9 @@ type Input struct {
 	// while a list's pulls run within --pull-timeout. A caller that sees no
 	// call for long knows the work is stuck.
 	Progress func()
+	// Read, if not nil, is called with the bytes of an archive read so far,
+	// as they are read (a terminal's progress line).
+	Read func(total int64)
 }
 
 // pulse tells a list's Input.Progress that its pulls go on. Each pull

@@ -29,9 +29,10 @@ type flagCase struct {
 }
 
 var (
-	both      = []string{"import", "watch"}
-	watchOnly = []string{"watch"}
-	unpinOnly = []string{"unpin"}
+	both       = []string{"import", "watch"}
+	watchOnly  = []string{"watch"}
+	importOnly = []string{"import"}
+	unpinOnly  = []string{"unpin"}
 	// withUnpin: the flags unpin shares with import and watch.
 	withUnpin = []string{"import", "watch", "unpin"}
 	commands  = withUnpin
@@ -60,6 +61,7 @@ var flagCases = map[string]flagCase{
 	"log-level":               {"info", "debug", "debug", "warn", "warn", both},
 	"log-format":              {"text", "json", "json", "text", "text", both},
 	"workers":                 {"2", "4", "4", "6", "6", both},
+	"progress":                {"auto", "plain", "plain", "tty", "tty", importOnly},
 	"images-dir":              {"/var/lib/imagedrop/images", "/env/a,/env/b", "/env/a,/env/b", "/arg", "/arg", watchOnly},
 	"rescan-dir":              {"", "/env/nfs,/env/cephfs", "/env/nfs,/env/cephfs", "/arg/nfs", "/arg/nfs", watchOnly},
 	"rescan-interval":         {"10s", "1m", "1m0s", "5s", "5s", watchOnly},
@@ -76,7 +78,10 @@ var flagCases = map[string]flagCase{
 	"max-error-length":        {"512", "256", "256", "1024", "1024", both},
 	"shared-import-slots":     {"0", "2", "2", "1", "1", watchOnly},
 	"node-name":               {"", "env-node", "env-node", "arg-node", "arg-node", watchOnly},
-	"kubeconfig":              {"", "/env/kubeconfig", "/env/kubeconfig", "/arg/kubeconfig", "/arg/kubeconfig", watchOnly},
+	"kubeconfig":              {"", "/env/kubeconfig", "/env/kubeconfig", "/arg/kubeconfig", "/arg/kubeconfig", []string{"watch", "unpin"}},
+	"wait-daemonset":          {"", "env-ds", "env-ds", "arg-ds", "arg-ds", unpinOnly},
+	"wait-namespace":          {"", "env-ns", "env-ns", "arg-ns", "arg-ns", unpinOnly},
+	"wait-timeout":            {"5m0s", "1m", "1m0s", "30s", "30s", unpinOnly},
 	"lease-namespace":         {"", "env-ns", "env-ns", "arg-ns", "arg-ns", watchOnly},
 	"lease-duration":          {"30s", "1m", "1m0s", "5s", "5s", watchOnly},
 	"verify":                  {"off", "checksum", "checksum", "signature", "signature", both},

@@ -19,20 +19,28 @@ var errFilesFailed = errors.New("some files failed")
 
 // importConfig is the configuration of imagedrop import.
 type importConfig struct {
-	common  commonConfig
-	workers int
-	files   []string
+	common   commonConfig
+	workers  int
+	progress string
+	files    []string
 }
 
 func (c *importConfig) register(fs *flag.FlagSet) {
 	c.common.register(fs)
 	c.workers = 2
 	fs.IntVar(&c.workers, "workers", c.workers, "files imported at once (results are printed in the order the files are given)")
+	c.progress = progressAuto
+	fs.StringVar(&c.progress, "progress", c.progress, "progress `MODE`: auto (a line per running file, updated in place, when stderr is a terminal), tty (always) or plain (never)")
 }
 
 func (c *importConfig) validate() error {
 	if c.workers < 1 {
 		return fmt.Errorf("--workers must be at least 1, not %d", c.workers)
+	}
+	switch c.progress {
+	case progressAuto, progressTTY, progressPlain:
+	default:
+		return fmt.Errorf("--progress %q: want auto, tty or plain", c.progress)
 	}
 	return c.common.validate()
 }
@@ -80,7 +88,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log := cfg.common.logger(stderr)
+	paths := cfg.files
+	prog := newImportProgress(cfg.progress, stderr, len(paths))
+	defer prog.stop()
+	log := cfg.common.logger(prog)
 
 	client, err := cfg.common.connect(ctx)
 	if err != nil {
@@ -94,19 +105,22 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	cleanup(ctx, im, log)
 
-	paths := cfg.files
-	outcomes := importAll(ctx, im, paths, cfg.workers)
-	failed := 0
+	start := time.Now()
+	outcomes := importAll(ctx, im, paths, cfg.workers, prog)
+	failed, read := 0, int64(0)
 	for i, path := range paths {
 		o := <-outcomes[i]
+		read += o.res.BytesRead
 		if o.err != nil {
 			failed++
-			fmt.Fprintf(stdout, "FAIL %s: %v\n", path, o.err)
+			prog.println(stdout, fmt.Sprintf("FAIL %s: %v", path, o.err))
 			continue
 		}
-		fmt.Fprintf(stdout, "OK   %s: %s (%s, %d bytes, %s)\n", path, joinOr(o.res.Images, "no images"),
-			describe(o.res), o.res.BytesRead, o.took.Round(time.Millisecond))
+		prog.println(stdout, fmt.Sprintf("OK   %s: %s (%s, %d bytes, %s)", path, joinOr(o.res.Images, "no images"),
+			describe(o.res), o.res.BytesRead, o.took.Round(time.Millisecond)))
 	}
+	prog.stop()
+	prog.println(stderr, summaryLine(len(paths), failed, read, time.Since(start)))
 	if failed > 0 {
 		return fmt.Errorf("%d of %d files: %w", failed, len(paths), errFilesFailed)
 	}
@@ -122,7 +136,7 @@ type outcome struct {
 
 // importAll processes paths with workers goroutines, starting them in
 // order, and returns a channel per path that delivers its outcome.
-func importAll(ctx context.Context, im *importer.Importer, paths []string, workers int) []chan outcome {
+func importAll(ctx context.Context, im *importer.Importer, paths []string, workers int, prog importProgress) []chan outcome {
 	outcomes := make([]chan outcome, len(paths))
 	for i := range outcomes {
 		outcomes[i] = make(chan outcome, 1)
@@ -138,7 +152,9 @@ func importAll(ctx context.Context, im *importer.Importer, paths []string, worke
 		go func() {
 			for i := range next {
 				start := time.Now()
-				res, err := im.Process(ctx, importer.Input{Path: paths[i]})
+				prog.started(i, paths[i])
+				res, err := im.Process(ctx, importer.Input{Path: paths[i], Read: func(n int64) { prog.read(i, n) }})
+				prog.finished(i)
 				outcomes[i] <- outcome{res: res, err: err, took: time.Since(start)}
 			}
 		}()

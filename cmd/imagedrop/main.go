@@ -179,6 +179,9 @@ func (c *commonConfig) connect(ctx context.Context) (*containerd.Client, error) 
 			return nil, fmt.Errorf("containerd socket %s: no such file (k3s and RKE2 keep theirs at --containerd-address /run/k3s/containerd/containerd.sock)", c.containerdAddress)
 		}
 	}
+	if err := socketAccess(c.containerdAddress); err != nil {
+		return nil, err
+	}
 	client, err := containerd.New(c.containerdAddress,
 		containerd.WithDefaultNamespace(c.importer.Namespace),
 		containerd.WithTimeout(10*time.Second))

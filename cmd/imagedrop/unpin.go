@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/imagedrop/imagedrop/importer"
 )
@@ -18,6 +19,7 @@ type unpinConfig struct {
 	all    bool
 	source string
 	hold   bool
+	wait   unpinWait
 }
 
 func (c *unpinConfig) register(fs *flag.FlagSet) {
@@ -30,9 +32,25 @@ func (c *unpinConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.all, "all", false, "release every image imagedrop labelled, whatever file it came from")
 	fs.BoolVar(&c.hold, "hold", false, "after releasing, keep running until SIGTERM (the container of the chart's uninstall DaemonSet)")
 	fs.StringVar(&c.source, "source", "", "release only the images that came from `FILE` (its base name is compared with the imagedrop.io/source label)")
+	fs.StringVar(&c.wait.daemonSet, "wait-daemonset", "", "unpin nothing: wait until every pod of the DaemonSet `NAME` is available (the chart's uninstall Job, for its unpin DaemonSet)")
+	fs.StringVar(&c.wait.namespace, "wait-namespace", "", "`NAMESPACE` of --wait-daemonset")
+	c.wait.timeout = 5 * time.Minute
+	fs.DurationVar(&c.wait.timeout, "wait-timeout", c.wait.timeout, "how long --wait-daemonset waits")
+	fs.StringVar(&c.wait.kube.kubeconfig, "kubeconfig", "", "kubeconfig `FILE` of --wait-daemonset (default: the pod's in-cluster config)")
 }
 
 func (c *unpinConfig) validate() error {
+	if c.wait.daemonSet != "" {
+		switch {
+		case c.all || c.source != "":
+			return errors.New("unpin: --wait-daemonset unpins nothing: give it without --all or --source")
+		case c.wait.namespace == "":
+			return errors.New("unpin: --wait-daemonset needs --wait-namespace")
+		case c.wait.timeout <= 0:
+			return fmt.Errorf("--wait-timeout must be positive, not %s", c.wait.timeout)
+		}
+		return c.wait.kube.validate()
+	}
 	switch {
 	case c.all && c.source != "":
 		return errors.New("unpin: give --all or --source FILE, not both")
@@ -76,6 +94,9 @@ func runUnpin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg, err := parseUnpin(args, os.LookupEnv, helpOutput(args, stdout, stderr))
 	if err != nil {
 		return err
+	}
+	if cfg.wait.daemonSet != "" {
+		return cfg.wait.run(ctx, stdout)
 	}
 	log := cfg.common.logger(stderr)
 	client, err := cfg.common.connect(ctx)

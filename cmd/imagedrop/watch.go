@@ -115,6 +115,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("containerd client for %s: %w", cfg.common.containerdAddress, err)
 	}
 	defer client.Close()
+	logSocketAccess(log, cfg.common.containerdAddress)
 
 	im, err := importer.New(client, cfg.common.importer, log.With("component", "importer"),
 		importer.WithObserver(m), cfg.common.pullBackoff())
@@ -144,7 +145,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv := metrics.NewServer(cfg.server, log.With("component", "http"), reg, probes{w: w, client: client, shared: gate})
+	srv := metrics.NewServer(cfg.server, log.With("component", "http"), reg, probes{w: w, client: client, address: cfg.common.containerdAddress, shared: gate})
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { cleanup(ctx, im, log); return nil })
@@ -200,9 +201,10 @@ func (p processor) Process(ctx context.Context, f watcher.File) (watcher.Outcome
 
 // probes answers /healthz, /readyz and /status from the watcher and containerd.
 type probes struct {
-	w      *watcher.Watcher
-	client *containerd.Client
-	shared *sharedGate
+	w       *watcher.Watcher
+	client  *containerd.Client
+	address string // containerd's socket
+	shared  *sharedGate
 }
 
 func (p probes) Healthy() error { return p.w.Healthy() }
@@ -212,6 +214,9 @@ func (p probes) Ready(ctx context.Context) (string, error) {
 		return "", errors.New("startup preload not finished")
 	}
 	if _, err := p.client.Version(ctx); err != nil {
+		if denied := socketAccess(p.address); denied != nil {
+			return "", denied
+		}
 		return "", fmt.Errorf("containerd does not answer: %w", err)
 	}
 	return p.w.Degraded(), nil

@@ -46,6 +46,18 @@ func StartContainerd(ctx context.Context, bin string) (*Containerd, error) {
 // state, socket) made under parent instead of the default temporary
 // directory.
 func StartContainerdIn(ctx context.Context, bin, parent string) (*Containerd, error) {
+	return startContainerd(ctx, bin, parent, 0)
+}
+
+// StartContainerdGroup is StartContainerd with containerd's socket owned by
+// group gid ([grpc] gid in its config, mode 0660), and its directory open to
+// other users, so a process that is not root reaches the socket exactly when
+// it is in that group.
+func StartContainerdGroup(ctx context.Context, bin string, gid int) (*Containerd, error) {
+	return startContainerd(ctx, bin, "", gid)
+}
+
+func startContainerd(ctx context.Context, bin, parent string, gid int) (*Containerd, error) {
 	if bin == "" {
 		bin = os.Getenv(EnvContainerd)
 	}
@@ -71,8 +83,16 @@ func StartContainerdIn(ctx context.Context, bin, parent string) (*Containerd, er
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		return nil, err
 	}
+	config := containerdConfig(dir, major)
+	if gid > 0 {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
+		grpc := fmt.Sprintf("[grpc]\n  address = %q\n", c.Address)
+		config = strings.Replace(config, grpc, grpc+fmt.Sprintf("  gid = %d\n", gid), 1)
+	}
 	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(containerdConfig(dir, major)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
 	c.bin, c.config = path, cfg

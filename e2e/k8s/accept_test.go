@@ -71,6 +71,11 @@ func TestRenderedObjectsAccepted(t *testing.T) {
 	apply("deploy/base + components/shared-images", renderComponents(ctx, t, filepath.Join(moduleRoot(), "deploy"), "base", "components/shared-images"))
 	apply("chart with a PodMonitor", helmTemplate(ctx, t, helm, fullValues, "monitoring.serviceMonitor=false", "monitoring.podMonitor=true"))
 	apply("deploy/examples/monitoring", kustomize(ctx, t, "examples/monitoring"))
+	// A Job's template is immutable: the variant's Job replaces the last one.
+	if out, err := k.Kubectl(ctx, nil, "-n", "imagedrop", "delete", "job", "imagedrop-unpin-wait"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	apply("chart as non-root, uninstall with a kubeconfig Secret", helmTemplate(ctx, t, helm, fullValues+nonRootValues, "uninstall.kubeconfigSecret=kc", "uninstall.hostNetwork=true"))
 
 	bad := strings.Replace(string(kustomize(ctx, t, ".")), "      hostNetwork: true\n", "      hostNetwork: true\n      hostNetwrok: true\n", 1)
 	out, err := k.Kubectl(ctx, []byte(bad), "apply", "--server-side", "--dry-run=server", "--validate=strict", "--field-manager", "e2e", "-f", "-")

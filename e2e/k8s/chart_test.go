@@ -22,7 +22,7 @@ import (
 
 const (
 	// kubectlBin is the static kubectl e2e/setup.sh builds, packaged here
-	// as the image of the chart's uninstall hook and helm test.
+	// as the image of the chart's helm test (not of its uninstall).
 	kubectlBin   = "/var/cache/imagedrop/bin/kubectl-v1.37.2"
 	kubectlImage = "example.com/imagedrop-e2e/kubectl:1"
 )
@@ -36,7 +36,8 @@ const (
 // test, upgrades the release with a changed argument (the new pod skips the
 // unchanged archive: /status and /metrics), and uninstalls it: the pre-delete hook
 // releases every image, so none carries imagedrop's pin or source label,
-// and every image is still there.
+// and every image is still there; the uninstall runs with no kubectl image
+// on the node.
 func TestChartLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes node: not with -short")
@@ -70,6 +71,14 @@ func TestChartLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	helmEnv := []string{"KUBECONFIG=" + n.k.Kubeconfig}
+	// The uninstall's wait Job (imagedrop's own image) reaches the API server
+	// on 127.0.0.1 with the test's kubeconfig, as uninstall.kubeconfigSecret.
+	for _, args := range [][]string{{"create", "namespace", "imagedrop"},
+		{"-n", "imagedrop", "create", "secret", "generic", "imagedrop-e2e-kubeconfig", "--from-file=kubeconfig=" + n.k.Kubeconfig}} {
+		if out, err := n.k.Kubectl(ctx, nil, args...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
 	release := []string{"imagedrop", chartDir, "--namespace", "imagedrop", "-f", values, "--wait", "--timeout", "3m"}
 	if out, err := runHelm(ctx, t, helm, helmEnv, append([]string{"install", "--create-namespace"}, release...)...); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -104,7 +113,11 @@ func TestChartLifecycle(t *testing.T) {
 	checkUpgraded(ctx, t, n, second, port)
 	timings.mark("helm upgrade until the new pod is Ready, state re-used")
 
+	// The uninstall needs no image but imagedrop's: kubectl goes first.
 	cctx := namespaces.WithNamespace(ctx, criNamespace)
+	if err := n.c.Client(t).ImageService().Delete(cctx, kubectlImage, images.SynchronousDelete()); err != nil {
+		t.Fatalf("delete %s: %v", kubectlImage, err)
+	}
 	before, err := n.c.Client(t).ImageService().List(cctx)
 	if err != nil {
 		t.Fatal(err)
@@ -118,8 +131,9 @@ func TestChartLifecycle(t *testing.T) {
 
 // chartTestValues points the chart at the test's containerd and
 // directories, the images imported onto the node, a free host port, probes
-// every second, and has kubectl talk to the API server on 127.0.0.1 (the
-// cluster has no kube-proxy for the in-cluster Service).
+// every second, and has kubectl (helm test) and the uninstall's wait Job
+// talk to the API server on 127.0.0.1 (the cluster has no kube-proxy for
+// the in-cluster Service).
 func chartTestValues(t *testing.T, n *node, port int, listed string) string {
 	t.Helper()
 	b, err := os.ReadFile(n.k.Kubeconfig)
@@ -145,6 +159,7 @@ readinessProbe: {periodSeconds: 1}
 lists:
   listed.txt: |
     %s
+uninstall: {hostNetwork: true, kubeconfigSecret: imagedrop-e2e-kubeconfig}
 kubectl:
   image: %q
   pullPolicy: Never

@@ -17,6 +17,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -315,3 +316,93 @@ func normalize(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 
 // String names an object in messages.
 func (o object) String() string { return fmt.Sprintf("%s/%s", o.kind, o.name) }
+
+// nonRootValues run imagedrop as a user that is not root, in the group of
+// containerd's socket ([grpc] gid = 64123).
+const nonRootValues = `
+securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, supplementalGroups: [64123]}
+`
+
+// TestChartNonRoot renders the chart's non-root mode: the DaemonSet and the
+// uninstall's unpin DaemonSet run every container as that user with the
+// socket's group, and values that could not reach the socket are refused.
+func TestChartNonRoot(t *testing.T) {
+	helm := requireHelm(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	objs := decodeAll(t, "chart (non-root)", helmTemplate(ctx, t, helm, fullValues+nonRootValues))
+	for _, name := range []string{"imagedrop", "imagedrop-unpin"} {
+		spec := objs.daemonSet(t, name).Spec.Template.Spec
+		if sc := spec.SecurityContext; !slices.Equal(sc.SupplementalGroups, []int64{64123}) || sc.FSGroup == nil || *sc.FSGroup != 65532 {
+			t.Errorf("DaemonSet %s: pod securityContext %+v; want supplementalGroups [64123] and fsGroup 65532", name, sc)
+		}
+		for _, c := range append(spec.InitContainers, spec.Containers...) {
+			sc := c.SecurityContext
+			if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 65532 || sc.RunAsGroup == nil || *sc.RunAsGroup != 65532 ||
+				sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+				t.Errorf("DaemonSet %s container %s: securityContext %+v; want uid and gid 65532, runAsNonRoot", name, c.Name, sc)
+			}
+		}
+	}
+	def := decodeAll(t, "chart (defaults)", helmTemplate(ctx, t, helm, "")).daemonSet(t, "imagedrop")
+	if sc := def.Spec.Template.Spec.SecurityContext; sc.SupplementalGroups != nil || sc.FSGroup != nil {
+		t.Errorf("defaults: pod securityContext %+v; want no groups (root)", sc)
+	}
+	if u := def.Spec.Template.Spec.Containers[0].SecurityContext.RunAsUser; u == nil || *u != 0 {
+		t.Errorf("defaults: runAsUser %v, want 0", u)
+	}
+	for _, tt := range []struct{ values, want string }{
+		{"securityContext: {runAsNonRoot: true}", "securityContext.runAsNonRoot needs a securityContext.runAsUser other than 0"},
+		{"securityContext: {runAsUser: 1000, runAsGroup: 1000}", "securityContext.runAsUser 1000 cannot reach containerd's socket: set securityContext.supplementalGroups"},
+	} {
+		f := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(f, []byte(tt.values), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runHelm(ctx, t, helm, nil, "template", chartDir, "-f", f); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("values %s: %v; want refused with %q", tt.values, err, tt.want)
+		}
+	}
+}
+
+// TestChartUninstallImages: every pod of the uninstall (the pre-delete
+// hooks) runs imagedrop's own image, so an air-gapped cluster mirrors
+// nothing else to uninstall; kubectl.image is helm test's only.
+func TestChartUninstallImages(t *testing.T) {
+	helm := requireHelm(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	objs := decodeAll(t, "chart", helmTemplate(ctx, t, helm, fullValues, "image.tag=1.2.3", "uninstall.kubeconfigSecret=kc"))
+	const want = "ghcr.io/imagedrop/imagedrop:1.2.3"
+	hooks := 0
+	for _, o := range objs {
+		var meta metav1.ObjectMeta
+		var spec *corev1.PodSpec
+		switch v := o.obj.(type) {
+		case *appsv1.DaemonSet:
+			meta, spec = v.ObjectMeta, &v.Spec.Template.Spec
+		case *batchv1.Job:
+			meta, spec = v.ObjectMeta, &v.Spec.Template.Spec
+		default:
+			continue
+		}
+		if meta.Annotations["helm.sh/hook"] != "pre-delete" {
+			continue
+		}
+		hooks++
+		for _, c := range append(spec.InitContainers, spec.Containers...) {
+			if c.Image != want {
+				t.Errorf("%s container %s: image %s, want %s", o, c.Name, c.Image, want)
+			}
+		}
+		if job, ok := o.obj.(*batchv1.Job); ok {
+			args := strings.Join(job.Spec.Template.Spec.Containers[0].Args, " ")
+			if wantArgs := "unpin --wait-daemonset=imagedrop-unpin --wait-namespace=imagedrop --wait-timeout=5m --kubeconfig=/etc/imagedrop/kube/kubeconfig"; args != wantArgs {
+				t.Errorf("%s args %q, want %q", o, args, wantArgs)
+			}
+		}
+	}
+	if hooks != 2 {
+		t.Errorf("%d pre-delete DaemonSets and Jobs, want 2 (the unpin DaemonSet and the Job that waits for it)", hooks)
+	}
+}

@@ -75,6 +75,7 @@ know or a signature policy without keys.
 {{- fail "verify.policy signature needs verify.keys.secretName or verify.keys.configMapName" -}}
 {{- end -}}
 {{- end -}}
+
 {{/* The volume source of sharedImages as JSON, "" when it is off. */}}
 {{- define "imagedrop.sharedVolume" -}}
 {{- $s := .Values.sharedImages -}}
@@ -95,4 +96,29 @@ know or a signature policy without keys.
 {{- if and (include "imagedrop.sharedVolume" .) (gt (int .Values.sharedImages.importSlots) 0) -}}
 true
 {{- end -}}
+{{- end }}
+
+{{/* The pod-level part of the user imagedrop runs as: the socket's group
+(containerd's [grpc] gid) and the group of its Secret and token volumes, or
+nothing when it runs as root. */}}
+{{- define "imagedrop.podRunAs" -}}
+{{- $sc := .Values.securityContext -}}
+{{- if and $sc.runAsNonRoot (eq (int $sc.runAsUser) 0) -}}
+{{- fail "securityContext.runAsNonRoot needs a securityContext.runAsUser other than 0" -}}
+{{- end -}}
+{{- if and (ne (int $sc.runAsUser) 0) (not $sc.supplementalGroups) -}}
+{{- fail (printf "securityContext.runAsUser %v cannot reach containerd's socket: set securityContext.supplementalGroups to the gid of containerd's [grpc] gid" $sc.runAsUser) -}}
+{{- end -}}
+{{- if ne (int $sc.runAsUser) 0 -}}
+supplementalGroups: {{ toJson $sc.supplementalGroups }}
+fsGroup: {{ $sc.runAsGroup }}
+{{- end -}}
+{{- end }}
+
+{{/* The container-level part: the same in the DaemonSet and the unpin hook. */}}
+{{- define "imagedrop.runAs" -}}
+{{- $sc := .Values.securityContext -}}
+runAsUser: {{ $sc.runAsUser }}
+runAsGroup: {{ $sc.runAsGroup }}
+runAsNonRoot: {{ $sc.runAsNonRoot }}
 {{- end }}
