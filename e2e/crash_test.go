@@ -127,14 +127,7 @@ func TestImportSIGKILLThenRestart(t *testing.T) {
 // neither file descriptors nor goroutines.
 func TestWatchContainerdKilledMidImport(t *testing.T) {
 	ctx := context.Background()
-	c, err := harness.StartContainerd(ctx, "")
-	if err != nil {
-		if harness.InCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
+	c := ownContainerd(ctx, t)
 	ns := harness.Namespace(t)
 	dir := t.TempDir()
 	images := filepath.Join(dir, "images")

@@ -51,6 +51,21 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// ownContainerd starts a containerd of the test's own, stopped when the
+// test ends (a test that kills or shares it must not use the package's).
+func ownContainerd(ctx context.Context, t *testing.T) *harness.Containerd {
+	t.Helper()
+	c, err := harness.StartContainerd(ctx, "")
+	if err != nil {
+		if harness.InCI() {
+			t.Fatalf("containerd is required under CI: %v", err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	return c
+}
+
 // startDaemon runs imagedrop watch with args against containerd c and
 // namespace ns, on a free local port; it is stopped when the test ends.
 func startDaemon(t *testing.T, c *harness.Containerd, ns string, args ...string) *daemon {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,24 +46,6 @@ func openPTY(t *testing.T, cols, rows uint16) (master, slave *os.File) {
 	return m, s
 }
 
-// lockedBuffer collects what a goroutine reads, for the test to look at.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var escapeRE = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
 
 // TestImportProgressOnTerminal runs imagedrop import on a real
@@ -101,7 +82,7 @@ func TestImportProgressOnTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = slave.Close()
-	var out lockedBuffer
+	var out syncBuffer
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)

@@ -113,14 +113,7 @@ func TestSharedDirectoryOneSlot(t *testing.T) {
 
 func startSharedNode(t *testing.T, ctx context.Context, k *harness.Kubernetes, name, shared string) *sharedNode {
 	t.Helper()
-	c, err := harness.StartContainerd(ctx, "")
-	if err != nil {
-		if harness.InCI() {
-			t.Fatalf("containerd is required under CI: %v", err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
+	c := ownContainerd(ctx, t)
 	dir := t.TempDir()
 	own := filepath.Join(dir, "images")
 	if err := os.Mkdir(own, 0o755); err != nil {

@@ -45,14 +45,7 @@ func TestSharedWaitHoldsNoWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := harness.StartContainerd(ctx, "")
-	if err != nil {
-		if harness.InCI() {
-			t.Fatalf("containerd is required under CI: %v", err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
+	c := ownContainerd(ctx, t)
 	dir := t.TempDir()
 	own, shared := filepath.Join(dir, "images"), filepath.Join(dir, "shared")
 	for _, d := range []string{own, shared} {
