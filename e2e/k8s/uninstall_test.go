@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
@@ -29,9 +30,11 @@ func testKustomizeUninstall(ctx context.Context, t *testing.T, n *node, install,
 		{"delete", "-k", unpin},
 		{"delete", "-k", install},
 	} {
+		start := time.Now()
 		if out, err := n.k.Kubectl(ctx, nil, args...); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
+		t.Logf("kubectl %s: %s", strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond))
 	}
 	checkUninstalled(ctx, t, n, before)
 }
