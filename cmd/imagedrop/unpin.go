@@ -30,7 +30,7 @@ func (c *unpinConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.common.containerdAddress, "containerd-address", "/run/containerd/containerd.sock", "containerd socket")
 	fs.StringVar(&c.common.importer.Namespace, "namespace", c.common.importer.Namespace, "containerd namespace (CRI uses k8s.io)")
 	fs.BoolVar(&c.all, "all", false, "release every image imagedrop labelled, whatever file it came from")
-	fs.BoolVar(&c.hold, "hold", false, "after releasing, keep running until SIGTERM (the container of the chart's uninstall DaemonSet)")
+	fs.BoolVar(&c.hold, "hold", false, "after releasing, keep running until SIGTERM (the container of the uninstall's unpin DaemonSet: the chart's hook, deploy/unpin)")
 	fs.StringVar(&c.source, "source", "", "release only the images that came from `FILE` (its base name is compared with the imagedrop.io/source label)")
 	fs.StringVar(&c.wait.daemonSet, "wait-daemonset", "", "unpin nothing: wait until every pod of the DaemonSet `NAME` is available (the chart's uninstall Job, for its unpin DaemonSet)")
 	fs.StringVar(&c.wait.namespace, "wait-namespace", "", "`NAMESPACE` of --wait-daemonset")

@@ -14,7 +14,8 @@ import (
 // TestRenderedObjectsAccepted has a real kube-apiserver (with the Prometheus
 // Operator's CRDs) accept, by a strict server-side apply, every object of
 // the chart (every option on, each flavour, the PodMonitor variant, the
-// shared images directory) and of each kustomize directory of deploy/; a DaemonSet with a field the API
+// shared images directory) and of each kustomize directory of deploy/
+// (deploy/unpin's too); a DaemonSet with a field the API
 // lacks is refused, so the check is real.
 func TestRenderedObjectsAccepted(t *testing.T) {
 	if testing.Short() {
@@ -63,6 +64,7 @@ func TestRenderedObjectsAccepted(t *testing.T) {
 	for _, fl := range flavours {
 		apply("chart flavour="+fl.name, helmTemplate(ctx, t, helm, fullValues, "flavour="+fl.name))
 		apply("deploy/"+fl.overlay, kustomize(ctx, t, fl.overlay))
+		apply("deploy/"+fl.unpin, kustomize(ctx, t, fl.unpin))
 	}
 	for _, v := range sharedVariants {
 		apply("chart with sharedImages "+v.name, helmTemplate(ctx, t, helm, v.values))

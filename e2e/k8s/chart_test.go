@@ -349,7 +349,7 @@ func checkUpgraded(ctx context.Context, t *testing.T, n *node, pod string, port 
 	}
 }
 
-// checkUninstalled checks the node's containerd after helm uninstall: every
+// checkUninstalled checks the node's containerd after an uninstall: every
 // image of before still there with its target, none with imagedrop's
 // source label or pin, and no workload left.
 func checkUninstalled(ctx context.Context, t *testing.T, n *node, before []images.Image) {
@@ -379,14 +379,14 @@ func checkUninstalled(ctx context.Context, t *testing.T, n *node, before []image
 	sandbox := slices.IndexFunc(after, func(a images.Image) bool { return a.Name == pauseImages[0] })
 	for _, img := range after {
 		if v, ok := img.Labels[importer.LabelSource]; ok {
-			t.Errorf("after helm uninstall, image %s still has %s=%s", img.Name, importer.LabelSource, v)
+			t.Errorf("after uninstall, image %s still has %s=%s", img.Name, importer.LabelSource, v)
 		}
 		criPinned := sandbox >= 0 && img.Target.Digest == after[sandbox].Target.Digest
 		if _, ok := img.Labels[importer.LabelPinned]; ok && !criPinned {
-			t.Errorf("after helm uninstall, image %s is still pinned", img.Name)
+			t.Errorf("after uninstall, image %s is still pinned", img.Name)
 		}
 	}
-	waitFor(ctx, t, "no workload left after helm uninstall", func() error {
+	waitFor(ctx, t, "no workload left after uninstall", func() error {
 		out, err := n.k.Kubectl(ctx, nil, "get", "daemonsets,jobs,pods", "-n", "imagedrop", "-o", "name")
 		if err == nil && strings.TrimSpace(out) != "" {
 			err = fmt.Errorf("left: %s", strings.Join(strings.Fields(out), " "))

@@ -44,7 +44,9 @@ var pauseImages = []string{"registry.k8s.io/pause:3.10.2", "registry.k8s.io/paus
 // cluster whose containerd is private to the test, running the image archive
 // `make image` builds (imported onto the node with imagedrop import), waits
 // for the imagedrop pod to be Ready, drops an archive into the node's images directory and
-// runs a pod from the image imagedrop imported, with imagePullPolicy Never.
+// runs a pod from the image imagedrop imported, with imagePullPolicy Never;
+// then uninstalls it as README.md says (deploy/unpin first): no image keeps
+// imagedrop's pin or source label, and every image stays.
 func TestDaemonSet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Kubernetes node: not with -short")
@@ -243,6 +245,11 @@ func TestDaemonSet(t *testing.T) {
 	case st.Files[i].State != "done" || !slices.Contains(st.Files[i].Images, helloImage):
 		t.Errorf("/status %s = %+v, want done with %s", file, st.Files[i], helloImage)
 	}
+	timings.mark("/status")
+
+	// README's kustomize uninstall, on this node: no pin left, every image there.
+	testKustomizeUninstall(ctx, t, &node{c: c, k: k}, overlay, writeUnpinOverlay(t, c.Dir, filepath.Base(c.Address)))
+	timings.mark("kustomize uninstall (deploy/unpin, then delete -k deploy/)")
 }
 
 // buildStatic builds the package pkg (relative to the module root) as a

@@ -22,11 +22,12 @@ const defaultHelm = "/var/cache/imagedrop/bin/helm"
 const chartDir = "deploy/chart/imagedrop"
 
 // flavours are the containerd setups the chart and deploy/ support, with
-// the kustomize directory of each (relative to deploy/).
-var flavours = []struct{ name, overlay string }{
-	{"containerd", "."},
-	{"k3s", "examples/k3s"},
-	{"rke2", "examples/rke2"},
+// the kustomize directories of each (relative to deploy/): the install and
+// the uninstall's unpin DaemonSet.
+var flavours = []struct{ name, overlay, unpin string }{
+	{"containerd", ".", "unpin/containerd"},
+	{"k3s", "examples/k3s", "unpin/k3s"},
+	{"rke2", "examples/rke2", "unpin/rke2"},
 }
 
 func findHelm() (string, error) {

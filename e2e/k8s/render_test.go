@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,9 +84,11 @@ func TestChartMonitoringFiles(t *testing.T) {
 }
 
 // TestChartMatchesKustomize renders, for each flavour, the chart (defaults)
-// and the kustomize directory of deploy/, decodes every object strictly into
-// its Kubernetes API type (a field the type lacks fails), and compares the
-// DaemonSets field by field, Helm's own labels aside.
+// and the kustomize directories of deploy/ (the install and deploy/unpin's),
+// decodes every object strictly into its Kubernetes API type (a field the
+// type lacks fails), and compares the DaemonSets field by field, Helm's own
+// labels and hook annotations aside: imagedrop, and the uninstall's
+// imagedrop-unpin with the chart's pre-delete hook.
 func TestChartMatchesKustomize(t *testing.T) {
 	helm := requireHelm(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -98,6 +101,11 @@ func TestChartMatchesKustomize(t *testing.T) {
 			got, want := def.daemonSet(t, "imagedrop"), kust.daemonSet(t, "imagedrop")
 			if diff := cmp.Diff(normalize(want), normalize(got)); diff != "" {
 				t.Errorf("DaemonSet imagedrop: deploy/%s (-) and the chart with flavour=%s (+) differ:\n%s", fl.overlay, fl.name, diff)
+			}
+			unpin := decodeAll(t, "deploy/"+fl.unpin, kustomize(ctx, t, fl.unpin))
+			got, want = def.daemonSet(t, "imagedrop-unpin"), unpin.daemonSet(t, "imagedrop-unpin")
+			if diff := cmp.Diff(normalize(want), normalize(got)); diff != "" {
+				t.Errorf("DaemonSet imagedrop-unpin: deploy/%s (-) and the chart's pre-delete hook with flavour=%s (+) differ:\n%s", fl.unpin, fl.name, diff)
 			}
 			for _, kind := range []string{"Secret", "ConfigMap", "DaemonSet", "Job", "Pod"} {
 				if !slices.ContainsFunc(chart, func(o object) bool { return o.kind == kind }) {
@@ -297,19 +305,24 @@ func (os objects) daemonSet(t *testing.T, name string) *appsv1.DaemonSet {
 // helmLabels are the labels the chart adds to its objects' metadata.
 var helmLabels = []string{"app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "app.kubernetes.io/version", "helm.sh/chart"}
 
-// normalize drops Helm's labels and sorts the lists whose order means
-// nothing (env, volumes, mounts), on a copy.
+// normalize drops Helm's labels and hook annotations and sorts the lists
+// whose order means nothing (env, volumes, mounts), on a copy.
 func normalize(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 	ds = ds.DeepCopy()
 	for _, l := range helmLabels {
 		delete(ds.Labels, l)
 	}
+	maps.DeleteFunc(ds.Annotations, func(k, _ string) bool { return strings.HasPrefix(k, "helm.sh/") })
+	if len(ds.Annotations) == 0 {
+		ds.Annotations = nil
+	}
 	spec := &ds.Spec.Template.Spec
 	slices.SortFunc(spec.Volumes, func(a, b corev1.Volume) int { return strings.Compare(a.Name, b.Name) })
-	for i := range spec.Containers {
-		c := &spec.Containers[i]
-		slices.SortFunc(c.Env, func(a, b corev1.EnvVar) int { return strings.Compare(a.Name, b.Name) })
-		slices.SortFunc(c.VolumeMounts, func(a, b corev1.VolumeMount) int { return strings.Compare(a.MountPath, b.MountPath) })
+	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for i := range cs {
+			slices.SortFunc(cs[i].Env, func(a, b corev1.EnvVar) int { return strings.Compare(a.Name, b.Name) })
+			slices.SortFunc(cs[i].VolumeMounts, func(a, b corev1.VolumeMount) int { return strings.Compare(a.MountPath, b.MountPath) })
+		}
 	}
 	return ds
 }
