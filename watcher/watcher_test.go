@@ -131,7 +131,10 @@ func TestInPlaceWriterProcessedOnceWhenDone(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			cfg := testConfig(t, dir)
-			cfg.Settle = 200 * time.Millisecond
+			// Many times the writer's pauses: on a loaded machine a 60 ms
+			// sleep can take several times that, which the watcher cannot
+			// tell from a writer that has stopped.
+			cfg.Settle = time.Second
 			p := &fakeProc{}
 			r := start(t, cfg, p, &fakeImages{}, nil)
 			waitFor(t, "ready", r.w.Ready)

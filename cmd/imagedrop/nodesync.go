@@ -99,7 +99,7 @@ type nodeSync struct {
 
 // Run polls the watcher's status every second until ctx ends.
 func (r *nodeReporter) Run(ctx context.Context, status func() watcher.Status) error {
-	r.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: r.client.Events("")})
+	r.bcast.StartRecordingToSink(retryForbiddenSink{&typedcorev1.EventSinkImpl{Interface: r.client.Events("")}})
 	defer r.bcast.Shutdown()
 	st := &nodeSync{start: r.now(), attempts: map[string]attempt{}}
 	t := time.NewTicker(nodePoll)
