@@ -28,7 +28,8 @@
 //	blobwrite.go        blobWriter: one write session of containerd's content
 //	                    service, writes in flight, and the chunks they use
 //	writecodec.go       blob writes encoded without copying their data
-//	images.go           creating, labelling, retagging, unpacking images
+//	images.go           creating, labelling, retagging images
+//	unpack.go           unpacking them, several at once, each layer chain once
 //	space.go            the free-space guard of containerd's root
 //	cleanup.go          the labels of import leases; releasing those an
 //	                    earlier process, or a failed release, left
@@ -94,7 +95,8 @@
 //     R/path:tag, skipping a registry the image already lives under.
 //  10. Unpack the node's platform into the configured snapshotter, so that
 //     the CRI does not unpack inside CreateContainer under kubelet's
-//     timeout.
+//     timeout: up to Config.UnpackConcurrency images at once, an image
+//     waiting while another extracts a layer chain it shares.
 //  11. All or nothing. Content is written under a containerd lease; images
 //     are created only once the whole archive has been read, and the lease
 //     is released with a synchronous garbage collection, so nothing of a

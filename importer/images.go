@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
@@ -259,33 +258,6 @@ func splitNonEmpty(s string) []string {
 		return nil
 	}
 	return strings.Split(s, ",")
-}
-
-// unpack unpacks each distinct image whose content for the node's platform
-// is complete, so that the first container start does not pay for it.
-func (im *Importer) unpack(ctx context.Context, found []images.Image) (int, error) {
-	cs := im.client.ContentStore()
-	seen := map[string]bool{}
-	n := 0
-	for _, img := range found {
-		if seen[img.Target.Digest.String()] {
-			continue
-		}
-		seen[img.Target.Digest.String()] = true
-		available, _, _, missing, err := images.Check(ctx, cs, img.Target, im.platform)
-		if err != nil {
-			return n, fmt.Errorf("check %s: %w", img.Name, err)
-		}
-		if !available || len(missing) > 0 {
-			im.log.Debug("image_incomplete_for_platform_not_unpacked", "image", img.Name)
-			continue
-		}
-		if err := containerd.NewImageWithPlatform(im.client, img, im.platform).Unpack(ctx, im.cfg.Snapshotter); err != nil {
-			return n, fmt.Errorf("unpack %s into %s: %w", img.Name, im.cfg.Snapshotter, err)
-		}
-		n++
-	}
-	return n, nil
 }
 
 // Exist reports whether every named image is in containerd.

@@ -45,6 +45,8 @@ type Config struct {
 	Unpack bool
 	// Snapshotter is the snapshotter CRI uses (overlayfs by default).
 	Snapshotter string
+	// UnpackConcurrency is how many images of one archive are unpacked at once.
+	UnpackConcurrency int
 	// Platform is the platform images are unpacked for; empty means the node's.
 	Platform string
 	// ZstdMaxWindow caps the memory a zstd frame may ask for, in bytes.
@@ -105,12 +107,13 @@ type Config struct {
 // DefaultConfig returns the defaults of a node daemon.
 func DefaultConfig() Config {
 	return Config{
-		Namespace:     "k8s.io",
-		Pin:           true,
-		Unpack:        true,
-		Snapshotter:   "overlayfs",
-		ZstdMaxWindow: 512 << 20,
-		MaxExpansion:  100,
+		Namespace:         "k8s.io",
+		Pin:               true,
+		Unpack:            true,
+		Snapshotter:       "overlayfs",
+		UnpackConcurrency: 2,
+		ZstdMaxWindow:     512 << 20,
+		MaxExpansion:      100,
 		// MaxExpansionFloor: 1GiB, so small archives of sparse or zero-filled
 		// layers still import.
 		MaxExpansionFloor: 1 << 30,
@@ -195,6 +198,8 @@ func (c Config) Validate() error {
 // validateBounds checks the caps on what a file may make imagedrop hold.
 func (c Config) validateBounds() error {
 	switch {
+	case c.UnpackConcurrency < 1:
+		return fmt.Errorf("unpack concurrency %d: want at least 1", c.UnpackConcurrency)
 	case c.MaxListReferences < 1:
 		return fmt.Errorf("max list references %d: want at least 1", c.MaxListReferences)
 	case c.MaxListSize < 1:

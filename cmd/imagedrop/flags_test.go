@@ -47,6 +47,7 @@ var flagCases = map[string]flagCase{
 	"pin":                     {"true", "false", "false", "true", "true", both},
 	"unpack":                  {"true", "0", "false", "1", "true", both},
 	"snapshotter":             {"overlayfs", "native", "native", "zfs", "zfs", both},
+	"unpack-concurrency":      {"2", "4", "4", "1", "1", both},
 	"platform":                {"", "linux/arm64", "linux/arm64", "linux/amd64", "linux/amd64", both},
 	"zstd-max-window":         {"512MiB", "128Mi", "128MiB", "1GB", "1000000000B", both},
 	"max-expansion":           {"100", "50", "50", "1000", "1000", both},

@@ -102,6 +102,7 @@ func (c *commonConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.importer.Pin, "pin", c.importer.Pin, "pin images against kubelet image GC")
 	fs.BoolVar(&c.importer.Unpack, "unpack", c.importer.Unpack, "unpack imported images for the node's platform")
 	fs.StringVar(&c.importer.Snapshotter, "snapshotter", c.importer.Snapshotter, "`SNAPSHOTTER` to unpack into")
+	fs.IntVar(&c.importer.UnpackConcurrency, "unpack-concurrency", c.importer.UnpackConcurrency, "images of one archive unpacked at once (a layer chain two images share is extracted once)")
 	fs.StringVar(&c.importer.Platform, "platform", "", "`OS/ARCH` to unpack (default: the node's)")
 	fs.Var(sizeFlag{&c.importer.ZstdMaxWindow}, "zstd-max-window", "largest zstd window accepted (memory cap), a `SIZE` such as 128Mi or 512MiB")
 	fs.Uint64Var(&c.importer.MaxExpansion, "max-expansion", c.importer.MaxExpansion, "a compressed file may decompress to this many times its size (or --max-expansion-floor, if more)")
