@@ -24,9 +24,9 @@ func chainsOf(layers string) []digest.Digest {
 func TestUnpackPlan(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		name    string
-		images  []string // each image's layers
-		limit   int
+		name   string
+		images []string // each image's layers
+		limit  int
 		// most jobs running at once, finishing the first or the last started
 		wantMost [2]int
 	}{
