@@ -25,12 +25,15 @@ type caseRun struct {
 // runCases runs every case against e, in the order of the report's rows,
 // and returns the section of the report.
 func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
-	st, err := os.Stat(b.in.plain)
-	if err != nil {
-		return nil, err
-	}
 	r := &caseRun{e: e, sec: &section{containerd: e.c.Version}, sizeName: formatBytes(b.cfg.size),
-		plainSize: st.Size(), decodeFloor: map[string]time.Duration{}}
+		decodeFloor: map[string]time.Duration{}}
+	if b.in.plain != "" {
+		st, err := os.Stat(b.in.plain)
+		if err != nil {
+			return nil, err
+		}
+		r.plainSize = st.Size()
+	}
 	for _, step := range []func(context.Context, *caseRun) error{
 		b.floors,         // the disk, the hash and the decoders, on the same bytes; case 3 reads them
 		b.plainCase,      // 1. plain archive, no unpack
@@ -43,6 +46,8 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		b.rssCase,        // 8. peak RSS
 		b.restartCase,    // 9. restart with unchanged archives
 		b.imageListCase,  // 10. image lists
+		b.verifyCase,     // 11. verified imports (issue #24)
+		b.bundleCase,     // 12. an air-gap bundle, watched (issue #23)
 	} {
 		if err := step(ctx, r); err != nil {
 			return nil, err

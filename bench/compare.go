@@ -24,6 +24,13 @@ type contender struct {
 // compare runs every contender once per round, in an order that alternates
 // between rounds, each in a fresh namespace cleared afterwards.
 func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []contender) ([][]sample, error) {
+	return b.compareOrdered(ctx, e, key, cs, false)
+}
+
+// compareOrdered is compare, with the contenders in the same order every
+// round when cyclic: each then always follows the same contender (the
+// first, the last one's run of the round before).
+func (b *bench) compareOrdered(ctx context.Context, e *runtimeEnv, key string, cs []contender, cyclic bool) ([][]sample, error) {
 	out := make([][]sample, len(cs))
 	if !b.want(key) {
 		return out, nil
@@ -35,10 +42,13 @@ func (b *bench) compare(ctx context.Context, e *runtimeEnv, key string, cs []con
 	case "compressed":
 		rounds = b.cfg.zRounds
 	}
+	if strings.HasPrefix(key, "bundle") {
+		rounds = b.cfg.bundleRounds
+	}
 	for round := range rounds {
 		for k := range cs {
 			i := k
-			if round%2 == 1 {
+			if round%2 == 1 && !cyclic {
 				i = len(cs) - 1 - k
 			}
 			c := cs[i]

@@ -24,8 +24,9 @@ type daemon struct {
 }
 
 // startDaemon starts `imagedrop watch` on dir with state file state, logging
-// to logPath, on a free local port. It does not wait for readiness.
-func startDaemon(bin, address, ns, dir, state, logPath string) (*daemon, error) {
+// to logPath, on a free local port, with --unpack=false unless extra says
+// otherwise. It does not wait for readiness.
+func startDaemon(bin, address, ns, dir, state, logPath string, extra ...string) (*daemon, error) {
 	addr, err := harness.FreeAddress()
 	if err != nil {
 		return nil, err
@@ -34,8 +35,8 @@ func startDaemon(bin, address, ns, dir, state, logPath string) (*daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "watch", "--containerd-address", address, "--namespace", ns,
-		"--images-dir", dir, "--state-file", state, "--listen-address", addr, "--unpack=false", "--log-level", "warn")
+	cmd := exec.Command(bin, append([]string{"watch", "--containerd-address", address, "--namespace", ns,
+		"--images-dir", dir, "--state-file", state, "--listen-address", addr, "--unpack=false", "--log-level", "warn"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -64,13 +64,7 @@ func writeDockerSave(path string, s archiveSpec) error {
 		layerNames = append(layerNames, name)
 	}
 
-	cfg := ocispec.Image{
-		Created:  &epoch,
-		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config:   ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Env: []string{"PATH=/bin"}},
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
-	}
-	cb, err := json.Marshal(cfg)
+	cb, err := imageConfig(diffIDs)
 	if err != nil {
 		return err
 	}
@@ -82,7 +76,13 @@ func writeDockerSave(path string, s archiveSpec) error {
 	if err := writeTarFile(tw, cfgName, cb); err != nil {
 		return err
 	}
-	mb, err := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{s.name}, "Layers": layerNames}})
+	return finishSave(f, bw, tw, []map[string]any{{"Config": cfgName, "RepoTags": []string{s.name}, "Layers": layerNames}})
+}
+
+// finishSave writes manifest.json of manifest as the archive's last file,
+// and closes and syncs the archive f.
+func finishSave(f *os.File, bw *bufio.Writer, tw *tar.Writer, manifest any) error {
+	mb, err := json.Marshal(manifest)
 	if err != nil {
 		return err
 	}
@@ -107,9 +107,7 @@ func writeDockerSave(path string, s archiveSpec) error {
 // "blobs/sha256/<digest>" as docker ≥ 25 does, which takes a first pass over
 // the (deterministic) data to learn the digest before the header.
 func writeLayer(tw *tar.Writer, s archiveSpec, i int, n int64) (digest.Digest, string, error) {
-	const block = 512
-	// USTAR headers of short names are one block each; the tar ends with two.
-	innerSize := block + block + (n+block-1)/block*block + 2*block
+	innerSize := layerTarSize(n)
 	idSum := sha256.Sum256(fmt.Appendf(nil, "%s/%d/%d", s.name, s.seed, i))
 	name := hex.EncodeToString(idSum[:]) + "/layer.tar"
 	if s.blobNames {
@@ -131,17 +129,30 @@ func writeLayer(tw *tar.Writer, s archiveSpec, i int, n int64) (digest.Digest, s
 
 // writeLayerTar writes the content of layer i to w.
 func writeLayerTar(w io.Writer, s archiveSpec, i int, n int64) error {
+	return writeLayerContent(w, fmt.Sprintf("data/%d.bin", i), s.seed+uint64(i), fmt.Sprintf("layer %d of %s\n", i, s.name), n)
+}
+
+// writeLayerContent writes a layer tar of one directory, data/, and one
+// file of n bytes (writeData's from seed and line) to w.
+func writeLayerContent(w io.Writer, file string, seed uint64, line string, n int64) error {
 	inner := tar.NewWriter(w)
 	if err := inner.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
 		return err
 	}
-	if err := inner.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/%d.bin", i), Typeflag: tar.TypeReg, Mode: 0o644, Size: n, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
+	if err := inner.WriteHeader(&tar.Header{Name: file, Typeflag: tar.TypeReg, Mode: 0o644, Size: n, ModTime: epoch, Format: tar.FormatUSTAR}); err != nil {
 		return err
 	}
-	if err := writeData(inner, s.seed+uint64(i), fmt.Sprintf("layer %d of %s\n", i, s.name), n); err != nil {
+	if err := writeData(inner, seed, line, n); err != nil {
 		return err
 	}
 	return inner.Close()
+}
+
+// layerTarSize is the size of writeLayerContent's tar of n bytes: USTAR
+// headers of short names are one block each; the tar ends with two.
+func layerTarSize(n int64) int64 {
+	const block = 512
+	return block + block + (n+block-1)/block*block + 2*block
 }
 
 // writeData writes n bytes: the first half random from seed, the second half
@@ -178,6 +189,16 @@ func writeData(w io.Writer, seed uint64, line string, n int64) error {
 	return nil
 }
 
+// imageConfig is the config of an image of the benchmark's with diffIDs.
+func imageConfig(diffIDs []digest.Digest) ([]byte, error) {
+	return json.Marshal(ocispec.Image{
+		Created:  &epoch,
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Env: []string{"PATH=/bin"}},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
+	})
+}
+
 func writeTarFile(tw *tar.Writer, name string, b []byte) error {
 	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b)), ModTime: epoch}); err != nil {
 		return err
@@ -187,9 +208,9 @@ func writeTarFile(tw *tar.Writer, name string, b []byte) error {
 }
 
 // compressZstd writes src compressed with the zstd CLI at its default level,
-// as `docker save | zstd` would.
-func compressZstd(src, dst string) error {
-	out, err := exec.Command("zstd", "-q", "-f", "-T0", src, "-o", dst).CombinedOutput()
+// as `docker save | zstd` would, or with the options opts.
+func compressZstd(src, dst string, opts ...string) error {
+	out, err := exec.Command("zstd", append(append([]string{"-q", "-f", "-T0"}, opts...), src, "-o", dst)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("zstd %s: %w: %s", src, err, out)
 	}

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +53,11 @@ type config struct {
 	crictl        string
 	listImages    int
 	listLayerSize int64
-	memoryDir     string          // tmpfs for the list case's control; "" leaves it out
+	memoryDir     string // tmpfs for the list case's control; "" leaves it out
+	bundleSize    int64  // distinct layer data of the bundle case
+	bundleImages  int
+	bundleRounds  int
+	bundleZstd    int             // zstd level of the bundle case
 	cases         map[string]bool // empty: all
 }
 
@@ -61,7 +66,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var c config
 	var containerds string
-	size, manySize, big, listLayerSize := "1GiB", "1MiB", "4GiB", "4MiB"
+	size, manySize, big, listLayerSize, bundleSize := "1GiB", "1MiB", "4GiB", "4MiB", "6GiB"
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "Markdown file to write")
 	fs.StringVar(&c.imagedrop, "imagedrop", "bin/imagedrop", "imagedrop binary")
 	fs.StringVar(&containerds, "containerd", "/var/cache/imagedrop/containerd-v2.4.2/bin/containerd",
@@ -82,20 +87,31 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.listImages, "list-images", 20, "images in the list of the list case")
 	fs.StringVar(&listLayerSize, "list-layer-size", listLayerSize, "size of each of the 2 layers of a list image, uncompressed")
 	fs.StringVar(&c.memoryDir, "memory-dir", "/dev/shm", "a tmpfs where the list case runs again on a containerd whose root is in memory, as a control without disk flushes; empty leaves it out")
-	cases := fs.String("cases", "", "comma-separated cases to run, for development (plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list); default all")
+	fs.StringVar(&bundleSize, "bundle-size", bundleSize, "distinct layer data of the bundle case (issue #23: 4–8GiB); the archives of one image each hold about 3× as much")
+	fs.IntVar(&c.bundleImages, "bundle-images", 40, "images in the bundle case")
+	fs.IntVar(&c.bundleRounds, "bundle-rounds", 3, "rounds of each bundle case")
+	fs.IntVar(&c.bundleZstd, "bundle-zstd-level", 19, "zstd level of the bundle case's .tar.zst (with --long=27; 19 compresses at about 3 MiB/s per core)")
+	cases := fs.String("cases", "", "comma-separated cases to run (floor,plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list,verify,bundle-zst,bundle-zst-each,bundle-gz,bundle-gz-each; bundle: all four); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	c.cases = map[string]bool{}
 	for _, k := range strings.Split(*cases, ",") {
-		if k = strings.TrimSpace(k); k != "" {
+		switch k = strings.TrimSpace(k); k {
+		case "":
+		case "bundle":
+			for _, v := range bundleVariants() {
+				c.cases[v.key] = true
+			}
+		default:
 			c.cases[k] = true
 		}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
-		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "list-rounds": "3", "compressed-rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB"} {
+		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "list-rounds": "3", "compressed-rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB",
+			"bundle-size": "256MiB", "bundle-rounds": "1", "bundle-zstd-level": "3"} {
 			if !set[name] {
 				_ = fs.Set(name, v)
 			}
@@ -114,6 +130,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if c.listLayerSize, err = parseSize(listLayerSize); err != nil {
 		return c, err
 	}
+	if c.bundleSize, err = parseSize(bundleSize); err != nil {
+		return c, err
+	}
 	for _, s := range strings.Split(containerds, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			c.containerds = append(c.containerds, s)
@@ -128,6 +147,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-layers, -many, -rounds, -list-rounds, -compressed-rounds, -latency-drops, -restart-files and -list-images must be at least 1")
 	case c.listLayerSize < 1<<10:
 		return c, errors.New("-list-layer-size must be at least 1KiB")
+	case c.bundleSize < 64<<20 || c.bundleImages < 1 || c.bundleRounds < 1 || c.bundleZstd < 1 || c.bundleZstd > 22:
+		return c, errors.New("-bundle-size must be at least 64MiB, -bundle-images and -bundle-rounds at least 1, -bundle-zstd-level 1–22")
 	case c.restartFiles > c.many:
 		return c, errors.New("-restart-files must not exceed -many")
 	}
@@ -163,15 +184,19 @@ type inputs struct {
 }
 
 type bench struct {
-	cfg  config
-	work string
-	in   inputs
-	list *listInput // nil unless the list case runs
-	log  io.Writer
+	cfg    config
+	work   string
+	in     inputs
+	list   *listInput   // nil unless the list case runs
+	bundle *bundleFiles // nil unless a bundle case runs
+	log    io.Writer
 }
 
 // want reports whether case key is to run.
 func (b *bench) want(key string) bool { return len(b.cfg.cases) == 0 || b.cfg.cases[key] }
+
+// wantAny reports whether any of the cases keys is to run.
+func (b *bench) wantAny(keys ...string) bool { return slices.ContainsFunc(keys, b.want) }
 
 func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.log, time.Now().Format("15:04:05 ")+format+"\n", args...)
@@ -261,11 +286,52 @@ func (b *bench) runAgainst(ctx context.Context, bin string) (*section, error) {
 	return sec, nil
 }
 
-// generate writes every input archive into the work directory.
+// generate writes the input archives of the cases to run into the work
+// directory.
 func (b *bench) generate() error {
 	in := &b.in
 	w := b.work
 	start := time.Now()
+	if b.wantAny("floor", "plain", "compressed", "pipes", "again", "again-named", "unpack", "verify") {
+		if err := b.generatePlain(); err != nil {
+			return err
+		}
+	}
+	if b.want("layers") {
+		in.layered = filepath.Join(w, "layers.tar")
+		if err := writeDockerSave(in.layered, archiveSpec{name: "bench/layers:1", seed: 100, layers: b.cfg.layers, size: b.cfg.size}); err != nil {
+			return err
+		}
+	}
+	if b.wantAny("many", "restart", "latency") {
+		if err := b.generateSmall(); err != nil {
+			return err
+		}
+	}
+	if b.cfg.big > 0 && b.want("big") {
+		in.big = filepath.Join(w, "big.tar")
+		if err := writeDockerSave(in.big, archiveSpec{name: "bench/big:1", seed: 9, layers: 1, size: b.cfg.big}); err != nil {
+			return err
+		}
+	}
+	for _, v := range bundleVariants() {
+		if b.want(v.key) {
+			var err error
+			if b.bundle, err = b.generateBundle(); err != nil {
+				return fmt.Errorf("bundle: %w", err)
+			}
+			break
+		}
+	}
+	b.logf("inputs ready in %s", time.Since(start).Round(time.Second))
+	return nil
+}
+
+// generatePlain writes the large single-image archive, plain, compressed
+// and with blobs named by digest.
+func (b *bench) generatePlain() error {
+	in := &b.in
+	w := b.work
 	in.plain = filepath.Join(w, "plain.tar")
 	if err := writeDockerSave(in.plain, archiveSpec{name: "bench/plain:1", seed: 1, layers: 1, size: b.cfg.size}); err != nil {
 		return err
@@ -277,21 +343,29 @@ func (b *bench) generate() error {
 	// The same image with its blobs named by digest, as docker save ≥ 25
 	// writes it: a re-import can skip what containerd already has.
 	in.blobNamed = filepath.Join(w, "plain-blobs.tar")
-	if err := writeDockerSave(in.blobNamed, archiveSpec{name: "bench/plain:1", seed: 1, layers: 1, size: b.cfg.size, blobNames: true}); err != nil {
-		return err
+	if b.want("again-named") {
+		if err := writeDockerSave(in.blobNamed, archiveSpec{name: "bench/plain:1", seed: 1, layers: 1, size: b.cfg.size, blobNames: true}); err != nil {
+			return err
+		}
 	}
 	in.zst = filepath.Join(w, "plain.tar.zst")
-	if err := compressZstd(in.plain, in.zst); err != nil {
-		return err
-	}
 	in.gz = filepath.Join(w, "plain.tar.gz")
-	if err := compressGzip(in.plain, in.gz); err != nil {
-		return err
+	if b.wantAny("floor", "compressed", "pipes", "verify") {
+		if err := compressZstd(in.plain, in.zst); err != nil {
+			return err
+		}
 	}
-	in.layered = filepath.Join(w, "layers.tar")
-	if err := writeDockerSave(in.layered, archiveSpec{name: "bench/layers:1", seed: 100, layers: b.cfg.layers, size: b.cfg.size}); err != nil {
-		return err
+	if b.wantAny("floor", "compressed", "pipes") {
+		return compressGzip(in.plain, in.gz)
 	}
+	return nil
+}
+
+// generateSmall writes the small archives of the many, restart and latency
+// cases.
+func (b *bench) generateSmall() error {
+	in := &b.in
+	w := b.work
 	in.manyDir = filepath.Join(w, "many")
 	in.restartDir = filepath.Join(w, "restart")
 	latencyDir := filepath.Join(w, "latency")
@@ -319,12 +393,5 @@ func (b *bench) generate() error {
 		}
 		in.latency = append(in.latency, p)
 	}
-	if b.cfg.big > 0 {
-		in.big = filepath.Join(w, "big.tar")
-		if err := writeDockerSave(in.big, archiveSpec{name: "bench/big:1", seed: 9, layers: 1, size: b.cfg.big}); err != nil {
-			return err
-		}
-	}
-	b.logf("inputs ready in %s", time.Since(start).Round(time.Second))
 	return nil
 }
