@@ -118,6 +118,7 @@ func (r *report) markdown() string {
 - The compressed case has a control too, in the same rounds: imagedrop imports the plain archive while the bench process decodes the compressed file beside it, with imagedrop's decoder settings, at the pace of containerd's writes (at most 14 MiB ahead of them, as imagedrop's read-ahead and writes in flight run). It is the same work on the same cores, done by a decoder that shares nothing with the import.
 - Other work may share the machine while this runs (see the load average above); treat differences of a few percent as noise.
 `, formatBytes(r.cfg.size), r.cfg.layers, r.cfg.many, formatBytes(r.cfg.manySize), r.cfg.rounds, r.cfg.listRounds, r.cfg.zRounds)
+	b.WriteString(r.casesMethod())
 
 	for _, s := range r.sections {
 		fmt.Fprintf(&b, "\n## containerd %s\n\n", s.containerd)
