@@ -85,7 +85,6 @@ func (b *bench) bundleCase(ctx context.Context, r *caseRun) error {
 		what := fmt.Sprintf("bundle of %d images sharing base layers, %s of distinct layers, .tar.%s (%s), %s, with unpack", len(bf.images), formatApprox(bf.bytes), v.comp, b.bundleCompression(v.comp), layout)
 		r.sec.add(row{num: "12", what: what, id: walls(res[0]), peer: cs[1].label, peerD: walls(res[1]), target: "≤ 0.5×", ratioMax: 0.5, runs: runsOf(res[0], res[1])})
 		r.sec.add(row{num: "12", what: what, id: walls(res[0]), peer: cs[2].label, peerD: walls(res[2]), target: "≤ 0.7×", ratioMax: 0.7, runs: runsOf(res[0], res[2])})
-		r.sec.rss = append(r.sec.rss, rssRow{what: "imagedrop watch, " + what, kib: maxRSS(res[0]), size: bf.bytes})
 	}
 	return nil
 }
