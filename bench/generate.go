@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -250,4 +251,39 @@ func syncFile(path string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// generateSmall writes the small archives of the many, restart and latency
+// cases.
+func (b *bench) generateSmall() error {
+	in := &b.in
+	w := b.work
+	in.manyDir = filepath.Join(w, "many")
+	in.restartDir = filepath.Join(w, "restart")
+	latencyDir := filepath.Join(w, "latency")
+	for _, d := range []string{in.manyDir, in.restartDir, latencyDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for i := range b.cfg.many {
+		p := filepath.Join(in.manyDir, fmt.Sprintf("many-%03d.tar", i))
+		if err := writeDockerSave(p, archiveSpec{name: fmt.Sprintf("bench/many-%03d:1", i), seed: 1000 + uint64(i), layers: 1, size: b.cfg.manySize}); err != nil {
+			return err
+		}
+		in.many = append(in.many, p)
+		if i < b.cfg.restartFiles {
+			if err := os.Link(p, filepath.Join(in.restartDir, filepath.Base(p))); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range b.cfg.latencyRounds {
+		p := filepath.Join(latencyDir, fmt.Sprintf("latency-%02d.tar", i))
+		if err := writeDockerSave(p, archiveSpec{name: latencyImage(i), seed: 5000 + uint64(i), layers: 1, size: b.cfg.manySize}); err != nil {
+			return err
+		}
+		in.latency = append(in.latency, p)
+	}
+	return nil
 }

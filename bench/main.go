@@ -138,21 +138,26 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 			c.containerds = append(c.containerds, s)
 		}
 	}
+	return c, c.validate()
+}
+
+// validate reports the first setting out of range.
+func (c config) validate() error {
 	switch {
 	case len(c.containerds) == 0:
-		return c, errors.New("-containerd: none given")
+		return errors.New("-containerd: none given")
 	case c.size < 1<<20 || c.manySize < 4<<10:
-		return c, errors.New("-size must be at least 1MiB and -many-size at least 4KiB")
+		return errors.New("-size must be at least 1MiB and -many-size at least 4KiB")
 	case c.layers < 1 || c.many < 1 || c.rounds < 1 || c.listRounds < 1 || c.zRounds < 1 || c.latencyRounds < 1 || c.restartFiles < 1 || c.listImages < 1:
-		return c, errors.New("-layers, -many, -rounds, -list-rounds, -compressed-rounds, -latency-drops, -restart-files and -list-images must be at least 1")
+		return errors.New("-layers, -many, -rounds, -list-rounds, -compressed-rounds, -latency-drops, -restart-files and -list-images must be at least 1")
 	case c.listLayerSize < 1<<10:
-		return c, errors.New("-list-layer-size must be at least 1KiB")
+		return errors.New("-list-layer-size must be at least 1KiB")
 	case c.bundleSize < 64<<20 || c.bundleImages < 1 || c.bundleRounds < 1 || c.bundleZstd < 1 || c.bundleZstd > 22:
-		return c, errors.New("-bundle-size must be at least 64MiB, -bundle-images and -bundle-rounds at least 1, -bundle-zstd-level 1–22")
+		return errors.New("-bundle-size must be at least 64MiB, -bundle-images and -bundle-rounds at least 1, -bundle-zstd-level 1–22")
 	case c.restartFiles > c.many:
-		return c, errors.New("-restart-files must not exceed -many")
+		return errors.New("-restart-files must not exceed -many")
 	}
-	return c, nil
+	return nil
 }
 
 func parseSize(s string) (int64, error) {
@@ -357,41 +362,6 @@ func (b *bench) generatePlain() error {
 	}
 	if b.wantAny("floor", "compressed", "pipes") {
 		return compressGzip(in.plain, in.gz)
-	}
-	return nil
-}
-
-// generateSmall writes the small archives of the many, restart and latency
-// cases.
-func (b *bench) generateSmall() error {
-	in := &b.in
-	w := b.work
-	in.manyDir = filepath.Join(w, "many")
-	in.restartDir = filepath.Join(w, "restart")
-	latencyDir := filepath.Join(w, "latency")
-	for _, d := range []string{in.manyDir, in.restartDir, latencyDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	for i := range b.cfg.many {
-		p := filepath.Join(in.manyDir, fmt.Sprintf("many-%03d.tar", i))
-		if err := writeDockerSave(p, archiveSpec{name: fmt.Sprintf("bench/many-%03d:1", i), seed: 1000 + uint64(i), layers: 1, size: b.cfg.manySize}); err != nil {
-			return err
-		}
-		in.many = append(in.many, p)
-		if i < b.cfg.restartFiles {
-			if err := os.Link(p, filepath.Join(in.restartDir, filepath.Base(p))); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range b.cfg.latencyRounds {
-		p := filepath.Join(latencyDir, fmt.Sprintf("latency-%02d.tar", i))
-		if err := writeDockerSave(p, archiveSpec{name: latencyImage(i), seed: 5000 + uint64(i), layers: 1, size: b.cfg.manySize}); err != nil {
-			return err
-		}
-		in.latency = append(in.latency, p)
 	}
 	return nil
 }
