@@ -74,9 +74,11 @@ fuzz:
 # is a small run for development, BENCH_FLAGS=-containerd=$(CONTAINERD2)
 # leaves 1.6 out. BENCH_FLAGS=-cases=verify,bundle runs only those cases (and
 # generates only their inputs; `go run ./bench -h` lists the keys). The bundle
-# case (12) at its default -bundle-size 6GiB and -bundle-zstd-level 19
-# compresses ~25 GiB at ~3 MiB/s per core: hours, and ~35 GiB more of TMPDIR;
-# -bundle-size and -bundle-zstd-level make it smaller and faster.
+# case (12) at its default -bundle-size 4GiB compresses ~17 GiB (one file and
+# one per image) with zstd -12 --long=27 and needs ~25 GiB more of TMPDIR; the
+# -19 of published bundles compresses at ~3 MiB/s per core here (hours) and
+# decodes at much the same speed, so -bundle-zstd-level=19 is left to a
+# dedicated run. A full run with the bundle has not been timed yet.
 BENCH_CONTAINERDS ?= $(CONTAINERD2),/usr/bin/containerd
 BENCH_FLAGS ?=
 bench: setup build $(CRICTL)

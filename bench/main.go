@@ -66,7 +66,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var c config
 	var containerds string
-	size, manySize, big, listLayerSize, bundleSize := "1GiB", "1MiB", "4GiB", "4MiB", "6GiB"
+	size, manySize, big, listLayerSize, bundleSize := "1GiB", "1MiB", "4GiB", "4MiB", "4GiB"
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "Markdown file to write")
 	fs.StringVar(&c.imagedrop, "imagedrop", "bin/imagedrop", "imagedrop binary")
 	fs.StringVar(&containerds, "containerd", "/var/cache/imagedrop/containerd-v2.4.2/bin/containerd",
@@ -90,7 +90,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&bundleSize, "bundle-size", bundleSize, "distinct layer data of the bundle case (issue #23: 4–8GiB); the archives of one image each hold about 3× as much")
 	fs.IntVar(&c.bundleImages, "bundle-images", 40, "images in the bundle case")
 	fs.IntVar(&c.bundleRounds, "bundle-rounds", 3, "rounds of each bundle case")
-	fs.IntVar(&c.bundleZstd, "bundle-zstd-level", 19, "zstd level of the bundle case's .tar.zst (with --long=27; 19 compresses at about 3 MiB/s per core)")
+	fs.IntVar(&c.bundleZstd, "bundle-zstd-level", 12, "zstd level of the bundle case's .tar.zst (with --long=27; the 19 of published bundles compresses at about 3 MiB/s per core here, hours for the bundle, and decodes at much the same speed)")
 	cases := fs.String("cases", "", "comma-separated cases to run (floor,plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list,verify,bundle-zst,bundle-zst-each,bundle-gz,bundle-gz-each; bundle: all four); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
