@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -75,6 +76,39 @@ func shortName(name string, room int) string {
 		return ""
 	}
 	return "…" + string(r[len(r)-room+1:])
+}
+
+// printable is s with what a terminal would act on escaped: control
+// characters (escape sequences, newlines, carriage returns) and bytes that
+// are not UTF-8 become \xNN or \uNNNN. A file name is anyone's choice, and
+// imagedrop's output is one line per file that must not move the cursor.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !(unicode.IsGraphic(r) || r == ' ') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsGraphic(r) || r == ' ':
+			b.WriteString(s[i : i+n])
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // fit cuts s to fewer than width runes, ending it with an ellipsis if cut.

@@ -178,3 +178,23 @@ func TestPlainProgress(t *testing.T) {
 		t.Errorf("plain output = %q, want %q", got, want)
 	}
 }
+
+// TestPrintable checks that what a terminal would act on in a file name or
+// an error is escaped, and everything else is left as it is.
+func TestPrintable(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"images/app v1.tar.gz", "images/app v1.tar.gz"},
+		{"образ-ü.tar", "образ-ü.tar"},
+		{"a\x1b[2Jb.tar", `a\x1b[2Jb.tar`},
+		{"two\nlines\r.tar", `two\x0alines\x0d.tar`},
+		{"c1\u009b.tar", `c1\x9b.tar`},
+		{"bidi\u202e.tar", `bidi\u202e.tar`},
+		{"bad\xffutf8", `bad\xffutf8`},
+		{"tab\there", `tab\x09here`},
+	} {
+		if got := printable(tt.in); got != tt.want {
+			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -68,7 +68,7 @@ func (p plainProgress) Write(b []byte) (int, error)    { return p.log.Write(b) }
 func (plainProgress) started(int, string)              {}
 func (plainProgress) read(int, int64)                  {}
 func (plainProgress) finished(int)                     {}
-func (plainProgress) println(w io.Writer, line string) { fmt.Fprintln(w, line) }
+func (plainProgress) println(w io.Writer, line string) { fmt.Fprintln(w, printable(line)) }
 func (plainProgress) stop()                            {}
 
 // terminalProgress keeps one line per running file at the bottom of a
@@ -118,7 +118,7 @@ func (t *terminalProgress) run() {
 }
 
 func (t *terminalProgress) started(i int, path string) {
-	f := &runningFile{name: path, start: time.Now()}
+	f := &runningFile{name: printable(path), start: time.Now()}
 	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
 		f.size = st.Size()
 	}
@@ -149,7 +149,7 @@ func (t *terminalProgress) Write(b []byte) (int, error) {
 func (t *terminalProgress) println(w io.Writer, line string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.redraw(func() { fmt.Fprintln(w, line) })
+	t.redraw(func() { fmt.Fprintln(w, printable(line)) })
 }
 
 func (t *terminalProgress) stop() {
