@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -174,12 +173,6 @@ func (c *commonConfig) logger(w io.Writer) *slog.Logger {
 
 // connect dials containerd and checks that it answers.
 func (c *commonConfig) connect(ctx context.Context) (*containerd.Client, error) {
-	// A socket that is not there fails at once, not after the dial timeout.
-	if !strings.Contains(c.containerdAddress, "://") {
-		if _, err := os.Stat(c.containerdAddress); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("containerd socket %s: no such file (k3s and RKE2 keep theirs at --containerd-address /run/k3s/containerd/containerd.sock)", c.containerdAddress)
-		}
-	}
 	if err := socketAccess(c.containerdAddress); err != nil {
 		return nil, err
 	}
