@@ -2,13 +2,10 @@ package k8s
 
 import (
 	"context"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/imagedrop/imagedrop/e2e/harness"
 )
 
 // TestRenderedObjectsAccepted has a real kube-apiserver (with the Prometheus
@@ -22,31 +19,9 @@ func TestRenderedObjectsAccepted(t *testing.T) {
 		t.Skip("starts etcd and kube-apiserver: not with -short")
 	}
 	helm := requireHelm(t)
-	cfg, err := harness.FindKubernetes()
-	if err == nil {
-		_, err = exec.LookPath("kubectl")
-	}
-	var crds string
-	if err == nil {
-		crds, err = operatorCRDs(t)
-	}
-	if err != nil {
-		if harness.InCI() {
-			t.Fatalf("kube-apiserver, kubectl and the Prometheus Operator's CRDs are required under CI: %v", err)
-		}
-		t.Skipf("cannot check the rendered objects: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	k := harness.StartAPIServer(t, cfg)
-	for _, kind := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
-		if out, err := k.Kubectl(ctx, nil, "apply", "--server-side", "-f", filepath.Join(crds, "monitoring.coreos.com_"+kind+".yaml")); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		if out, err := k.Kubectl(ctx, nil, "wait", "--for", "condition=Established", "--timeout", "60s", "crd/"+kind+".monitoring.coreos.com"); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-	}
+	k := monitoringAPIServer(ctx, t, "the rendered objects")
 	// The chart goes into an existing namespace (helm install --create-namespace,
 	// or deploy/base's, with its Pod Security labels).
 	if out, err := k.Kubectl(ctx, nil, "apply", "--server-side", "-f", filepath.Join(moduleRoot(), "deploy", "base", "namespace.yaml")); err != nil {

@@ -29,33 +29,9 @@ func TestMonitoringObjects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and kube-apiserver: not with -short")
 	}
-	cfg, err := harness.FindKubernetes()
-	if err == nil {
-		_, err = exec.LookPath("kubectl")
-	}
-	var crds string
-	if err == nil {
-		crds, err = operatorCRDs(t)
-	}
-	if err != nil {
-		if harness.InCI() {
-			t.Fatalf("kube-apiserver, kubectl and the Prometheus Operator's CRDs are required under CI: %v", err)
-		}
-		t.Skipf("cannot check the monitoring objects: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	k := harness.StartAPIServer(t, cfg)
-	kinds := []string{"servicemonitors", "podmonitors", "prometheusrules"}
-	for _, kind := range kinds {
-		f := filepath.Join(crds, "monitoring.coreos.com_"+kind+".yaml")
-		if out, err := k.Kubectl(ctx, nil, "apply", "--server-side", "-f", f); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		if out, err := k.Kubectl(ctx, nil, "wait", "--for", "condition=Established", "--timeout", "60s", "crd/"+kind+".monitoring.coreos.com"); err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-	}
+	k := monitoringAPIServer(ctx, t, "the monitoring objects")
 
 	deploy := filepath.Join(moduleRoot(), "deploy")
 	for _, overlay := range [][]string{
@@ -93,6 +69,38 @@ func TestMonitoringObjects(t *testing.T) {
 
 // operatorCRDs fetches the Prometheus Operator module into the module cache
 // (outside this module, so go.mod is untouched) and returns its directory
+// monitoringAPIServer starts etcd and kube-apiserver with the Prometheus
+// Operator's CRDs established, for a test that checks what against them;
+// without them it fails under CI and skips elsewhere.
+func monitoringAPIServer(ctx context.Context, t *testing.T, what string) *harness.Kubernetes {
+	t.Helper()
+	cfg, err := harness.FindKubernetes()
+	if err == nil {
+		_, err = exec.LookPath("kubectl")
+	}
+	var crds string
+	if err == nil {
+		crds, err = operatorCRDs(t)
+	}
+	if err != nil {
+		if harness.InCI() {
+			t.Fatalf("kube-apiserver, kubectl and the Prometheus Operator's CRDs are required under CI: %v", err)
+		}
+		t.Skipf("cannot check %s: %v", what, err)
+	}
+	k := harness.StartAPIServer(t, cfg)
+	for _, kind := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
+		f := filepath.Join(crds, "monitoring.coreos.com_"+kind+".yaml")
+		if out, err := k.Kubectl(ctx, nil, "apply", "--server-side", "-f", f); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if out, err := k.Kubectl(ctx, nil, "wait", "--for", "condition=Established", "--timeout", "60s", "crd/"+kind+".monitoring.coreos.com"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+	return k
+}
+
 // of CRDs.
 func operatorCRDs(t *testing.T) (string, error) {
 	cmd := exec.Command("go", "mod", "download", "-json", operatorModule)
