@@ -312,8 +312,8 @@ func TestWatchProbes(t *testing.T) {
 		return nil
 	})
 	code, body, err := d.get("/readyz")
-	if err != nil || code != 503 || !strings.Contains(string(body), "containerd does not answer") {
-		t.Errorf("/readyz without containerd = %d %q %v, want 503 naming containerd", code, body, err)
+	if err != nil || code != 503 || !strings.Contains(string(body), "containerd socket "+fake.Address+": no such file") {
+		t.Errorf("/readyz without containerd = %d %q %v, want 503 saying its socket is not there", code, body, err)
 	}
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit code = %d, want 0", code)
