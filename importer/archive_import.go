@@ -277,7 +277,13 @@ func dedupeImages(in []images.Image) []images.Image {
 func (im *Importer) lease(ctx context.Context) (context.Context, func(context.Context, digest.Digest) error, func(failed bool), error) {
 	ctx = im.nsContext(ctx)
 	ls := im.client.LeasesService()
-	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(leaseExpiry), leases.WithLabels(im.leaseLabels()))
+	// Created whatever becomes of ctx meanwhile: a Create cancelled in
+	// flight (the watcher cancels a job whose file changed) can still make
+	// the lease in containerd, and nothing would release it. Once it is
+	// made, release runs however the import ends.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseCreateTimeout)
+	l, err := ls.Create(cctx, leases.WithRandomID(), leases.WithExpiration(leaseExpiry), leases.WithLabels(im.leaseLabels()))
+	cancel()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("create lease: %w", err)
 	}

@@ -32,6 +32,10 @@ const (
 // an hour is a 400 GiB archive at 115 MiB/s.
 const leaseExpiry = time.Hour
 
+// leaseCreateTimeout bounds the creation of an import's lease, which does
+// not end with the import's context (Importer.lease).
+const leaseCreateTimeout = 10 * time.Second
+
 // snapshotResource is the prefix of the type of a lease's snapshot
 // resources ("snapshots/overlayfs"); unpack's active snapshots are keyed
 // "extract-…".
