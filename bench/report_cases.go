@@ -8,7 +8,7 @@ func (r *report) casesMethod() string {
 	c := r.cfg
 	var out string
 	if len(c.cases) == 0 || c.cases["verify"] {
-		out += "- Case 11 (verified imports, issue #24): the plain .tar and the .tar.zst, each signed into a `.sig` sidecar (base64 of an ASN.1 ECDSA P-256 signature of the SHA-256, as `cosign sign-blob --key` writes it) by a key the bench generates, imported by `imagedrop import --verify signature --verify-key KEY` and by the same import with verification off, alternating in the same rounds: imagedrop imports of the same bytes only, so every run follows the same kind of run.\n"
+		out += "- Case 11 (verified imports, issue #24): the plain .tar and the .tar.zst, each signed into a `.sig` sidecar (base64 of an ASN.1 ECDSA P-256 signature of the SHA-256, as `cosign sign-blob --key` writes it) by a key the bench generates, imported by `imagedrop import --verify signature --verify-key KEY` and by the same import with verification off, alternating in the same rounds, the rounds of the .tar first, then those of the .tar.zst: every run follows an import of the same file, verified or not.\n"
 	}
 	for _, v := range bundleVariants() {
 		if len(c.cases) == 0 || c.cases[v.key] {

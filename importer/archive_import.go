@@ -52,6 +52,7 @@ func (im *Importer) importArchive(ctx context.Context, src Input) (res Result, e
 	if err != nil {
 		return res, err
 	}
+	defer check.close()
 
 	im.cleanupFirst(ctx)
 	ctx, stopGuard, spaceCause, err := im.guardSpace(ctx)

@@ -139,6 +139,7 @@ func (im *Importer) readList(root, path string) (List, int64, *Verification, err
 	if err != nil {
 		return List{}, 0, nil, err
 	}
+	defer check.close()
 	// The file may grow after the fstat: read one byte past the limit to
 	// tell.
 	lr := &io.LimitedReader{R: f, N: limit + 1}

@@ -20,7 +20,8 @@ import (
 
 // fileCheck verifies a file against its sidecar. The file's bytes are
 // written to it as they are read for the import (the hash rides on the
-// stream; the file is read once), and verify tells the outcome at the end.
+// stream; the file is read once) and hashed beside the stream (hashPipe),
+// and verify tells the outcome at the end. A check made must be closed.
 type fileCheck struct {
 	policy  Policy
 	sidecar string // its base name
@@ -29,7 +30,7 @@ type fileCheck struct {
 	sum256 hash.Hash
 	sum512 hash.Hash   // for Ed25519ph signatures, or nil
 	pure   []hash.Hash // per key: SHA-512 of R‖A‖file for pure Ed25519, or nil
-	w      io.Writer
+	w      *hashPipe   // to the hashes
 
 	want []byte // the SHA-256 the sidecar gives, if it gives one
 	sig  []byte // a signature over the file (detached or messageSignature)
@@ -66,14 +67,23 @@ func newFileCheck(p Policy, sidecar string, data []byte, file string, keys []tru
 			}
 		}
 	}
-	c.w = io.MultiWriter(writers...)
+	c.w = newHashPipe(io.MultiWriter(writers...))
 	return c, nil
 }
 
 func (c *fileCheck) Write(p []byte) (int, error) { return c.w.Write(p) }
 
+// close ends the hashing of a check; verify needs it done. Closing a nil
+// check, or closing one twice, does nothing.
+func (c *fileCheck) close() {
+	if c != nil {
+		c.w.finish()
+	}
+}
+
 // verify tells whether the bytes written match the sidecar, and how.
 func (c *fileCheck) verify(file string) (Verification, error) {
+	c.close()
 	sum := c.sum256.Sum(nil)
 	v := Verification{Policy: c.policy, Sidecar: c.sidecar, Digest: "sha256:" + hex.EncodeToString(sum)}
 	fail := func(result, format string, a ...any) (Verification, error) {
