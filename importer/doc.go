@@ -37,6 +37,7 @@
 //	                    (SidecarOf), a missing sidecar waited for
 //	verify_check.go     the check a file's bytes stream through as they are
 //	                    read: checksums and detached signatures
+//	hashpipe.go         the check's hashes, in a goroutine beside the stream
 //	verify_bundle.go    Sigstore bundles, offline; streamed Ed25519
 //
 // And an image list:
