@@ -78,7 +78,10 @@ fuzz:
 # one per image) with zstd -12 --long=27 and needs ~25 GiB more of TMPDIR; the
 # -19 of published bundles compresses at ~3 MiB/s per core here (hours) and
 # decodes at much the same speed, so -bundle-zstd-level=19 is left to a
-# dedicated run. A full run with the bundle has not been timed yet.
+# dedicated run. The scaling case (13, -cases=scaling) writes the same image
+# at -scaling-sizes (1,4,16GiB) one size at a time and needs ~3× the largest
+# free (~52 GiB), or skips that size with a note: run it alone to leave room.
+# A full run with the bundle has not been timed yet.
 BENCH_CONTAINERDS ?= $(CONTAINERD2),/usr/bin/containerd
 BENCH_FLAGS ?=
 bench: setup build $(CRICTL)

@@ -48,6 +48,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		b.imageListCase,  // 10. image lists
 		b.verifyCase,     // 11. verified imports (issue #24)
 		b.bundleCase,     // 12. an air-gap bundle, watched (issue #23)
+		b.scalingCase,    // 13. the same image at growing sizes (issue #23)
 	} {
 		if err := step(ctx, r); err != nil {
 			return nil, err
@@ -83,9 +84,7 @@ func (b *bench) floors(ctx context.Context, r *caseRun) error {
 		label string
 	}
 	floorRuns := []floorRun{
-		{b.floorCommand("dd bs=4M conv=fsync (plain .tar → disk)", []string{in.plain},
-			[]string{"dd", "if=" + in.plain, "of=" + ddOut, "bs=4M", "conv=fsync", "status=none"}, func() error { return os.Remove(ddOut) }),
-			"dd bs=4M conv=fsync of the plain .tar to the same disk"},
+		{b.ddCopy("dd bs=4M conv=fsync (plain .tar → disk)", in.plain, ddOut), "dd bs=4M conv=fsync of the plain .tar to the same disk"},
 		{b.floorCommand("sha256sum (plain .tar, page cache)", []string{in.plain}, []string{"sha256sum", in.plain}, nil),
 			"sha256sum of the plain .tar from page cache"},
 		{contender{label: "Go crypto/sha256 (plain .tar, page cache)", files: []string{in.plain}, run: func(context.Context, string) (sample, error) {

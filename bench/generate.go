@@ -32,6 +32,23 @@ type archiveSpec struct {
 	// blobNames names layers and config blobs/sha256/<digest>, as docker
 	// save ≥ 25 does, instead of "<id>/layer.tar" and "<digest>.json".
 	blobNames bool
+	// sizes, when set, are the bytes of file data of each layer, in place
+	// of size split evenly over layers.
+	sizes []int64
+}
+
+// layerSizes are the bytes of file data of each of s's layers.
+func (s archiveSpec) layerSizes() []int64 {
+	if s.sizes != nil {
+		return s.sizes
+	}
+	out := make([]int64, s.layers)
+	per := s.size / int64(s.layers)
+	for i := range out {
+		out[i] = per
+	}
+	out[len(out)-1] = s.size - per*int64(s.layers-1)
+	return out
 }
 
 var epoch = time.Unix(1700000000, 0).UTC()
@@ -51,12 +68,7 @@ func writeDockerSave(path string, s archiveSpec) error {
 
 	var diffIDs []digest.Digest
 	var layerNames []string
-	per := s.size / int64(s.layers)
-	for i := range s.layers {
-		n := per
-		if i == s.layers-1 {
-			n = s.size - per*int64(s.layers-1)
-		}
+	for i, n := range s.layerSizes() {
 		d, name, err := writeLayer(tw, s, i, n)
 		if err != nil {
 			return fmt.Errorf("write %s layer %d: %w", path, i, err)

@@ -59,6 +59,9 @@ type config struct {
 	bundleRounds  int
 	bundleZstd    int             // zstd level of the bundle case
 	cases         map[string]bool // empty: all
+
+	scalingSizes  []int64 // sizes of the scaling case, ascending
+	scalingRounds int
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -67,6 +70,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
 	var containerds string
 	size, manySize, big, listLayerSize, bundleSize := "1GiB", "1MiB", "4GiB", "4MiB", "4GiB"
+	scalingSizes := "1GiB,4GiB,16GiB"
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "Markdown file to write")
 	fs.StringVar(&c.imagedrop, "imagedrop", "bin/imagedrop", "imagedrop binary")
 	fs.StringVar(&containerds, "containerd", "/var/cache/imagedrop/containerd-v2.4.2/bin/containerd",
@@ -91,7 +95,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.bundleImages, "bundle-images", 40, "images in the bundle case")
 	fs.IntVar(&c.bundleRounds, "bundle-rounds", 3, "rounds of each bundle case")
 	fs.IntVar(&c.bundleZstd, "bundle-zstd-level", 12, "zstd level of the bundle case's .tar.zst (with --long=27; the 19 of published bundles compresses at about 3 MiB/s per core here, hours for the bundle, and decodes at much the same speed)")
-	cases := fs.String("cases", "", "comma-separated cases to run (floor,plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list,verify,bundle-zst,bundle-zst-each,bundle-gz,bundle-gz-each; bundle: all four); default all")
+	fs.StringVar(&scalingSizes, "scaling-sizes", scalingSizes, "sizes of the scaling case, comma-separated, each a whole multiple of the smallest (issue #23: 1, 4 and 16GiB); the largest needs about 3× its size free")
+	fs.IntVar(&c.scalingRounds, "scaling-rounds", 3, "rounds of the scaling case at each size")
+	cases := fs.String("cases", "", "comma-separated cases to run (floor,plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list,verify,bundle-zst,bundle-zst-each,bundle-gz,bundle-gz-each,scaling; bundle: all four); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -111,7 +117,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
 		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "list-rounds": "3", "compressed-rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB",
-			"bundle-size": "256MiB", "bundle-rounds": "1", "bundle-zstd-level": "3"} {
+			"bundle-size": "256MiB", "bundle-rounds": "1", "bundle-zstd-level": "3", "scaling-sizes": "64MiB,256MiB,1GiB", "scaling-rounds": "1"} {
 			if !set[name] {
 				_ = fs.Set(name, v)
 			}
@@ -132,6 +138,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.bundleSize, err = parseSize(bundleSize); err != nil {
 		return c, err
+	}
+	if c.scalingSizes, err = parseScalingSizes(scalingSizes); err != nil {
+		return c, fmt.Errorf("-scaling-sizes: %w", err)
 	}
 	for _, s := range strings.Split(containerds, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -154,6 +163,8 @@ func (c config) validate() error {
 		return errors.New("-list-layer-size must be at least 1KiB")
 	case c.bundleSize < 64<<20 || c.bundleImages < 1 || c.bundleRounds < 1 || c.bundleZstd < 1 || c.bundleZstd > 22:
 		return errors.New("-bundle-size must be at least 64MiB, -bundle-images and -bundle-rounds at least 1, -bundle-zstd-level 1–22")
+	case c.scalingRounds < 1:
+		return errors.New("-scaling-rounds must be at least 1")
 	case c.restartFiles > c.many:
 		return errors.New("-restart-files must not exceed -many")
 	}

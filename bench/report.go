@@ -23,6 +23,12 @@ type row struct {
 	rssMax    int64         // met when rssKiB ≤ rssMax
 	notYet    string        // the case is not measured, and why
 	runs      [2][]sample   // imagedrop's timed runs and the peer's, for the CPU table; optional
+
+	// within, when set, makes the row met when its ratio is within it of 1
+	// either way, in place of ratioMax; with peerRSSKiB, the ratio is of
+	// rssKiB to it.
+	within     float64
+	peerRSSKiB int64
 }
 
 type floorRow struct {
@@ -49,6 +55,7 @@ type section struct {
 	list          []listRun // case 10 at each --pull-concurrency, the peer last
 	memoryList    []listRun // case 10's control on a containerd in memory, the peer last
 	compressed    compressedRuns
+	scaling       scalingResult // case 13
 }
 
 // compressedRuns are the runs of case 3 that its explanation compares: the
@@ -71,6 +78,10 @@ type decodedRuns struct {
 func (s *section) add(r row) {
 	switch {
 	case r.notYet != "":
+	case r.within > 0:
+		if len(r.peerD) == 0 && r.peerRSSKiB == 0 {
+			return
+		}
 	case r.rssMax > 0 && r.rssKiB == 0:
 		return
 	case r.rssMax == 0 && len(r.id) == 0:
@@ -162,6 +173,7 @@ func (r *report) markdown() string {
 		b.WriteString(s.cpuTable())
 		b.WriteString(compressedOverlap(s.compressed))
 		b.WriteString(s.listTable())
+		b.WriteString(s.scaling.tables())
 	}
 	return b.String()
 }
@@ -220,6 +232,9 @@ func (x row) cells() []string {
 	switch {
 	case x.notYet != "":
 		return []string{x.num, x.what, dash, dash, dash, dash, x.target, x.notYet}
+	case x.peerRSSKiB > 0:
+		ratio := float64(x.rssKiB) / float64(x.peerRSSKiB)
+		return []string{x.num, x.what, mib(x.rssKiB), x.peer, mib(x.peerRSSKiB), ratioString(ratio), x.target, yesNo(withinBand(ratio, x.within))}
 	case x.rssMax > 0:
 		return []string{x.num, x.what, mib(x.rssKiB), dash, dash, dash, x.target, yesNo(x.rssKiB <= x.rssMax)}
 	case x.absMax > 0:
@@ -227,7 +242,11 @@ func (x row) cells() []string {
 	}
 	id, peer := median(x.id), median(x.peerD)
 	ratio := float64(id) / float64(peer)
-	return []string{x.num, x.what, seconds(id), x.peer, seconds(peer), ratioString(ratio), x.target, yesNo(ratio <= x.ratioMax)}
+	met := ratio <= x.ratioMax
+	if x.within > 0 {
+		met = withinBand(ratio, x.within)
+	}
+	return []string{x.num, x.what, seconds(id), x.peer, seconds(peer), ratioString(ratio), x.target, yesNo(met)}
 }
 
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
