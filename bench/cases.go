@@ -48,6 +48,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		b.imageListCase,  // 10. image lists
 		b.verifyCase,     // 11. verified imports (issue #24)
 		b.bundleCase,     // 12. an air-gap bundle, watched (issue #23)
+		b.podCase,        // 14. drop to Pod Running on a single-node cluster (issue #23)
 	} {
 		if err := step(ctx, r); err != nil {
 			return nil, err

@@ -41,6 +41,8 @@ func (b *bench) compareOrdered(ctx context.Context, e *runtimeEnv, key string, c
 		rounds = b.cfg.listRounds
 	case "compressed":
 		rounds = b.cfg.zRounds
+	case "pod":
+		rounds = b.cfg.podRounds
 	}
 	if strings.HasPrefix(key, "bundle") {
 		rounds = b.cfg.bundleRounds

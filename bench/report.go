@@ -49,6 +49,7 @@ type section struct {
 	list          []listRun // case 10 at each --pull-concurrency, the peer last
 	memoryList    []listRun // case 10's control on a containerd in memory, the peer last
 	compressed    compressedRuns
+	pod           *podRuns // case 14's rounds; nil unless it ran
 }
 
 // compressedRuns are the runs of case 3 that its explanation compares: the
@@ -162,6 +163,7 @@ func (r *report) markdown() string {
 		b.WriteString(s.cpuTable())
 		b.WriteString(compressedOverlap(s.compressed))
 		b.WriteString(s.listTable())
+		b.WriteString(s.pod.account())
 	}
 	return b.String()
 }

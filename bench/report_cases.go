@@ -17,5 +17,5 @@ func (r *report) casesMethod() string {
 			break
 		}
 	}
-	return out
+	return out + r.podMethod()
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -55,4 +56,21 @@ func RemoveBridge(bridge string) error {
 		return fmt.Errorf("delete bridge %s: %w %s", bridge, err, out)
 	}
 	return nil
+}
+
+// MadeDirs returns a function that removes those of dirs (deepest first)
+// that do not exist now, once they are empty: for the directories the CNI
+// plugins make on the host (/var/lib/cni/results, /var/lib/cni).
+func MadeDirs(dirs ...string) func() {
+	var made []string
+	for _, d := range dirs {
+		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+			made = append(made, d)
+		}
+	}
+	return func() {
+		for _, d := range made {
+			_ = os.Remove(d) // only if empty
+		}
+	}
 }

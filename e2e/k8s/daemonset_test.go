@@ -119,7 +119,7 @@ func TestDaemonSet(t *testing.T) {
 
 	// libcni's cache, which containerd's CNI library keeps outside its
 	// configuration; removed at the end if the test made it.
-	removeIfMade := madeDirs("/var/lib/cni/results", "/var/lib/cni")
+	removeIfMade := harness.MadeDirs("/var/lib/cni/results", "/var/lib/cni")
 	// The node's images and state directories, removed after the pods.
 	imagesDir, stateDir := t.TempDir(), t.TempDir()
 	// The app's archive, held until the test has seen its pod wait.
@@ -331,22 +331,6 @@ func removeBridge(t *testing.T) {
 	t.Helper()
 	if err := harness.RemoveBridge(bridgeName); err != nil {
 		t.Log(err)
-	}
-}
-
-// madeDirs returns a function that removes those of dirs (deepest first)
-// that do not exist now, once they are empty.
-func madeDirs(dirs ...string) func() {
-	var made []string
-	for _, d := range dirs {
-		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
-			made = append(made, d)
-		}
-	}
-	return func() {
-		for _, d := range made {
-			_ = os.Remove(d) // only if empty
-		}
 	}
 }
 
