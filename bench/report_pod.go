@@ -58,6 +58,15 @@ func (p *podRuns) account() string {
 	if never > 0 {
 		fmt.Fprintf(&b, " In %d of %d imagedrop rounds kubelet had the Pod before the image was there, and reported the image absent (event ErrImageNeverPull) before it started the Pod.", never, len(p.drop))
 	}
+	late := 0
+	for _, d := range p.drop {
+		if d.total-d.imported >= 10*time.Second {
+			late++
+		}
+	}
+	if late > 0 {
+		fmt.Fprintf(&b, " In %d of them the Pod started 10 s or more after the import was done: kubelet syncs a Pod whose sync failed again after a back-off of 10 s with up to 50%% jitter (backOffPeriod, pkg/kubelet/kubelet.go and pod_workers.go of Kubernetes 1.37), unless an event of the Pod's (its sandbox starting) brings the sync sooner; so a Pod created before its image is there starts either soon after the image or only after that back-off.", late)
+	}
 	b.WriteString("\n")
 	return b.String()
 }
