@@ -84,6 +84,8 @@ fuzz:
 # A full run with the bundle has not been timed yet.
 BENCH_CONTAINERDS ?= $(CONTAINERD2),/usr/bin/containerd
 BENCH_FLAGS ?=
+# The pod case (14) starts a single-node cluster (make setup builds it) and
+# holds /tmp/k8s-e2e.lock meanwhile, as cluster tests do (-cluster-lock).
 bench: setup build $(CRICTL)
 	$(GO) run ./bench -out BENCHMARKS.md -imagedrop $(BIN) -containerd $(BENCH_CONTAINERDS) -crictl $(CRICTL) $(BENCH_FLAGS)
 

@@ -49,6 +49,7 @@ func (b *bench) runCases(ctx context.Context, e *runtimeEnv) (*section, error) {
 		b.verifyCase,     // 11. verified imports (issue #24)
 		b.bundleCase,     // 12. an air-gap bundle, watched (issue #23)
 		b.scalingCase,    // 13. the same image at growing sizes (issue #23)
+		b.podCase,        // 14. drop to Pod Running on a single-node cluster (issue #23)
 	} {
 		if err := step(ctx, r); err != nil {
 			return nil, err

@@ -43,6 +43,8 @@ func (b *bench) compareOrdered(ctx context.Context, e *runtimeEnv, key string, c
 		rounds = b.cfg.zRounds
 	case "scaling":
 		rounds = b.cfg.scalingRounds
+	case "pod":
+		rounds = b.cfg.podRounds
 	}
 	if strings.HasPrefix(key, "bundle") {
 		rounds = b.cfg.bundleRounds

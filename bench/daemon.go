@@ -98,24 +98,40 @@ func (d *daemon) waitReady(ctx context.Context, interval, timeout time.Duration)
 	}
 }
 
+// fileStatus is the part of a file's entry in /status the bench reads.
+type fileStatus struct {
+	Path    string    `json:"path"`
+	State   string    `json:"state"`
+	Error   string    `json:"error"`
+	Updated time.Time `json:"updated"` // when it was last processed
+}
+
+// files returns the files /status lists.
+func (d *daemon) files(ctx context.Context) ([]fileStatus, error) {
+	code, b, err := d.get(ctx, "/status")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("/status: %d", code)
+	}
+	var s struct {
+		Files []fileStatus `json:"files"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("/status: %w", err)
+	}
+	return s.Files, nil
+}
+
 // waitDone polls /status until n files are done; a failed file is an error.
 func (d *daemon) waitDone(ctx context.Context, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		code, b, err := d.get(ctx, "/status")
-		if err == nil && code == http.StatusOK {
-			var s struct {
-				Files []struct {
-					Path  string `json:"path"`
-					State string `json:"state"`
-					Error string `json:"error"`
-				} `json:"files"`
-			}
-			if err := json.Unmarshal(b, &s); err != nil {
-				return fmt.Errorf("/status: %w", err)
-			}
+		files, err := d.files(ctx)
+		if err == nil {
 			done := 0
-			for _, f := range s.Files {
+			for _, f := range files {
 				switch f.State {
 				case "done":
 					done++

@@ -35,6 +35,9 @@ type archiveSpec struct {
 	// sizes, when set, are the bytes of file data of each layer, in place
 	// of size split evenly over layers.
 	sizes []int64
+	// bin, if set, is a static binary put at /NAME in a layer under the
+	// others, the image's entrypoint: an image that runs.
+	bin string
 }
 
 // layerSizes are the bytes of file data of each of s's layers.
@@ -68,6 +71,13 @@ func writeDockerSave(path string, s archiveSpec) error {
 
 	var diffIDs []digest.Digest
 	var layerNames []string
+	if s.bin != "" {
+		d, name, err := writeBinaryLayer(tw, s.bin)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		diffIDs, layerNames = append(diffIDs, d), append(layerNames, name)
+	}
 	for i, n := range s.layerSizes() {
 		d, name, err := writeLayer(tw, s, i, n)
 		if err != nil {
@@ -77,7 +87,11 @@ func writeDockerSave(path string, s archiveSpec) error {
 		layerNames = append(layerNames, name)
 	}
 
-	cb, err := imageConfig(diffIDs)
+	rc := benchRunConfig()
+	if s.bin != "" {
+		rc = ocispec.ImageConfig{Entrypoint: []string{"/" + filepath.Base(s.bin)}, Env: []string{"PATH=/"}}
+	}
+	cb, err := imageConfigRun(diffIDs, rc)
 	if err != nil {
 		return err
 	}
@@ -202,12 +216,23 @@ func writeData(w io.Writer, seed uint64, line string, n int64) error {
 	return nil
 }
 
+// benchRunConfig is the runtime configuration of the benchmark's images
+// that are not meant to run.
+func benchRunConfig() ocispec.ImageConfig {
+	return ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Env: []string{"PATH=/bin"}}
+}
+
 // imageConfig is the config of an image of the benchmark's with diffIDs.
 func imageConfig(diffIDs []digest.Digest) ([]byte, error) {
+	return imageConfigRun(diffIDs, benchRunConfig())
+}
+
+// imageConfigRun is imageConfig with the runtime configuration rc.
+func imageConfigRun(diffIDs []digest.Digest, rc ocispec.ImageConfig) ([]byte, error) {
 	return json.Marshal(ocispec.Image{
 		Created:  &epoch,
 		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config:   ocispec.ImageConfig{Cmd: []string{"/bin/true"}, Env: []string{"PATH=/bin"}},
+		Config:   rc,
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
 	})
 }

@@ -57,7 +57,10 @@ type config struct {
 	bundleSize    int64  // distinct layer data of the bundle case
 	bundleImages  int
 	bundleRounds  int
-	bundleZstd    int             // zstd level of the bundle case
+	bundleZstd    int   // zstd level of the bundle case
+	podSize       int64 // data of the pod case's image
+	podRounds     int
+	clusterLock   string          // flock(2)ed while the pod case's cluster runs; "": none
 	cases         map[string]bool // empty: all
 
 	scalingSizes  []int64 // sizes of the scaling case, ascending
@@ -69,7 +72,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var c config
 	var containerds string
-	size, manySize, big, listLayerSize, bundleSize := "1GiB", "1MiB", "4GiB", "4MiB", "4GiB"
+	size, manySize, big, listLayerSize, bundleSize, podSize := "1GiB", "1MiB", "4GiB", "4MiB", "4GiB", "256MiB"
 	scalingSizes := "1GiB,4GiB,16GiB"
 	fs.StringVar(&c.out, "out", "BENCHMARKS.md", "Markdown file to write")
 	fs.StringVar(&c.imagedrop, "imagedrop", "bin/imagedrop", "imagedrop binary")
@@ -97,7 +100,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.bundleZstd, "bundle-zstd-level", 12, "zstd level of the bundle case's .tar.zst (with --long=27; the 19 of published bundles compresses at about 3 MiB/s per core here, hours for the bundle, and decodes at much the same speed)")
 	fs.StringVar(&scalingSizes, "scaling-sizes", scalingSizes, "sizes of the scaling case, comma-separated, each a whole multiple of the smallest (issue #23: 1, 4 and 16GiB); the largest needs about 3× its size free")
 	fs.IntVar(&c.scalingRounds, "scaling-rounds", 3, "rounds of the scaling case at each size")
-	cases := fs.String("cases", "", "comma-separated cases to run (floor,plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list,verify,bundle-zst,bundle-zst-each,bundle-gz,bundle-gz-each,scaling; bundle: all four); default all")
+	fs.StringVar(&podSize, "pod-size", podSize, "data of the pod case's runnable image (issue #23: 100–500MiB), in two layers over its entrypoint's")
+	fs.IntVar(&c.podRounds, "pod-rounds", 5, "rounds of the pod case")
+	fs.StringVar(&c.clusterLock, "cluster-lock", "/tmp/k8s-e2e.lock", "file flock(2)ed while the pod case's cluster runs, as every cluster run on this host does; empty if the caller holds it (flock FILE go run ./bench …)")
+	cases := fs.String("cases", "", "comma-separated cases to run (floor,plain,layers,compressed,pipes,again,again-named,unpack,latency,many,big,restart,list,verify,bundle-zst,bundle-zst-each,bundle-gz,bundle-gz-each,scaling,pod; bundle: all four bundle cases); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -117,28 +123,22 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
 		for name, v := range map[string]string{"size": "128MiB", "many": "40", "rounds": "2", "list-rounds": "3", "compressed-rounds": "2", "latency-drops": "5", "restart-files": "20", "big": "0", "list-layer-size": "256KiB",
-			"bundle-size": "256MiB", "bundle-rounds": "1", "bundle-zstd-level": "3", "scaling-sizes": "64MiB,256MiB,1GiB", "scaling-rounds": "1"} {
+			"bundle-size": "256MiB", "bundle-rounds": "1", "bundle-zstd-level": "3", "scaling-sizes": "64MiB,256MiB,1GiB", "scaling-rounds": "1", "pod-size": "128MiB", "pod-rounds": "2"} {
 			if !set[name] {
 				_ = fs.Set(name, v)
 			}
 		}
 	}
+	for _, sz := range []struct {
+		dst *int64
+		v   string
+	}{{&c.size, size}, {&c.manySize, manySize}, {&c.big, big}, {&c.listLayerSize, listLayerSize}, {&c.bundleSize, bundleSize}, {&c.podSize, podSize}} {
+		var err error
+		if *sz.dst, err = parseSize(sz.v); err != nil {
+			return c, err
+		}
+	}
 	var err error
-	if c.size, err = parseSize(size); err != nil {
-		return c, err
-	}
-	if c.manySize, err = parseSize(manySize); err != nil {
-		return c, err
-	}
-	if c.big, err = parseSize(big); err != nil {
-		return c, err
-	}
-	if c.listLayerSize, err = parseSize(listLayerSize); err != nil {
-		return c, err
-	}
-	if c.bundleSize, err = parseSize(bundleSize); err != nil {
-		return c, err
-	}
 	if c.scalingSizes, err = parseScalingSizes(scalingSizes); err != nil {
 		return c, fmt.Errorf("-scaling-sizes: %w", err)
 	}
@@ -165,6 +165,8 @@ func (c config) validate() error {
 		return errors.New("-bundle-size must be at least 64MiB, -bundle-images and -bundle-rounds at least 1, -bundle-zstd-level 1–22")
 	case c.scalingRounds < 1:
 		return errors.New("-scaling-rounds must be at least 1")
+	case c.podSize < 1<<20 || c.podRounds < 1:
+		return errors.New("-pod-size must be at least 1MiB and -pod-rounds at least 1")
 	case c.restartFiles > c.many:
 		return errors.New("-restart-files must not exceed -many")
 	}
@@ -195,6 +197,7 @@ func parseSize(s string) (int64, error) {
 // inputs are the generated archives.
 type inputs struct {
 	plain, plainAgain, blobNamed, zst, gz, layered, big string
+	pod, sandbox                                        string // the pod case's image and the node's sandbox images
 	manyDir, restartDir                                 string
 	many, latency                                       []string
 }
@@ -327,6 +330,11 @@ func (b *bench) generate() error {
 	if b.cfg.big > 0 && b.want("big") {
 		in.big = filepath.Join(w, "big.tar")
 		if err := writeDockerSave(in.big, archiveSpec{name: "bench/big:1", seed: 9, layers: 1, size: b.cfg.big}); err != nil {
+			return err
+		}
+	}
+	if b.want("pod") {
+		if err := b.generatePod(); err != nil {
 			return err
 		}
 	}

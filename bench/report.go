@@ -56,6 +56,7 @@ type section struct {
 	memoryList    []listRun // case 10's control on a containerd in memory, the peer last
 	compressed    compressedRuns
 	scaling       scalingResult // case 13
+	pod           *podRuns      // case 14's rounds; nil unless it ran
 }
 
 // compressedRuns are the runs of case 3 that its explanation compares: the
@@ -174,6 +175,7 @@ func (r *report) markdown() string {
 		b.WriteString(compressedOverlap(s.compressed))
 		b.WriteString(s.listTable())
 		b.WriteString(s.scaling.tables())
+		b.WriteString(s.pod.account())
 	}
 	return b.String()
 }

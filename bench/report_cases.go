@@ -28,5 +28,5 @@ func (r *report) casesMethod() string {
 		out += fmt.Sprintf("- Case 13 (scaling, issue #23): one `docker save` image at each of %s, the same content scaled: the smallest is %d layers (each half random, half repeated text), a size n times it n such steps of layers, so only the size (and with it the layer count) changes. Each size's archive is written just before its runs and deleted after them; a size is skipped, and the report says why, if its archive, content and snapshots (about 3× its size, +5%% +1 GiB) would not fit on the disk then. At each size, in rounds (%d), in the same order every round: dd's copy of the archive to the same disk (the floor), `ctr images import` (local, unpacks) and `imagedrop import` with unpack: imagedrop's runs always follow a ctr run of the same size, ctr's a dd run. Seconds per GiB and imagedrop's peak RSS are compared with the smallest size's; an archive larger than about half the machine's memory may not stay in the page cache through its runs, as the import writes twice its size.\n",
 			strings.Join(sizes, ", "), len(scalingMix), c.scalingRounds)
 	}
-	return out
+	return out + r.podMethod()
 }

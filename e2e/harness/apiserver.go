@@ -15,7 +15,7 @@ import (
 // StartAPIServer starts etcd and kube-apiserver only, enough to create and
 // validate objects (CRDs, custom resources): no controllers, no node. They
 // are stopped when the test ends.
-func StartAPIServer(t testing.TB, cfg KubernetesConfig) *Kubernetes {
+func StartAPIServer(t TB, cfg KubernetesConfig) *Kubernetes {
 	t.Helper()
 	k := newKubernetes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -26,7 +26,7 @@ func StartAPIServer(t testing.TB, cfg KubernetesConfig) *Kubernetes {
 
 // newKubernetes makes the cluster's directory and stops its components and
 // removes the directory when the test ends.
-func newKubernetes(t testing.TB) *Kubernetes {
+func newKubernetes(t TB) *Kubernetes {
 	t.Helper()
 	// Short: kubelet and containerd make unix sockets below it.
 	dir, err := os.MkdirTemp("", "idk8s-")
@@ -51,7 +51,7 @@ func newKubernetes(t testing.TB) *Kubernetes {
 
 // startAPIServer starts etcd and kube-apiserver and writes the admin
 // kubeconfig.
-func (k *Kubernetes) startAPIServer(ctx context.Context, t testing.TB, cfg KubernetesConfig) {
+func (k *Kubernetes) startAPIServer(ctx context.Context, t TB, cfg KubernetesConfig) {
 	t.Helper()
 	dir := k.Dir
 	if err := k.writeFiles(); err != nil {

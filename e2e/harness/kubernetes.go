@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"google.golang.org/grpc"
@@ -86,7 +85,7 @@ type Kubernetes struct {
 	Server     string // https://127.0.0.1:PORT
 	NodeName   string
 
-	t       testing.TB
+	t       TB
 	token   string
 	procs   []*process
 	sysctls map[string][]byte // kernel tunables kubelet changes, to restore
@@ -109,7 +108,7 @@ type process struct {
 // waits until the node is Ready. Everything is stopped when the test ends;
 // the pods kubelet left behind are the caller's to remove from containerd
 // (see RemovePodSandboxes), after the cluster has stopped.
-func StartKubernetes(t testing.TB, cfg KubernetesConfig) *Kubernetes {
+func StartKubernetes(t TB, cfg KubernetesConfig) *Kubernetes {
 	t.Helper()
 	k := newKubernetes(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -234,7 +233,7 @@ volumePluginDir: %s
 
 // start runs one component, its output in a log file in the cluster's
 // directory; it dies with the test binary.
-func (k *Kubernetes) start(t testing.TB, name, bin string, args ...string) {
+func (k *Kubernetes) start(t TB, name, bin string, args ...string) {
 	t.Helper()
 	p := &process{name: name, log: filepath.Join(k.Dir, name+".log"), exited: make(chan error, 1)}
 	logf, err := os.Create(p.log)
@@ -253,7 +252,7 @@ func (k *Kubernetes) start(t testing.TB, name, bin string, args ...string) {
 
 // waitHTTP waits until url answers 200, failing the test if the component
 // exits or the context ends first.
-func (k *Kubernetes) waitHTTP(ctx context.Context, t testing.TB, name, url string) {
+func (k *Kubernetes) waitHTTP(ctx context.Context, t TB, name, url string) {
 	t.Helper()
 	var p *process
 	for _, q := range k.procs {
@@ -292,7 +291,7 @@ func (k *Kubernetes) waitHTTP(ctx context.Context, t testing.TB, name, url strin
 	}
 }
 
-func (k *Kubernetes) waitNodeReady(ctx context.Context, t testing.TB) {
+func (k *Kubernetes) waitNodeReady(ctx context.Context, t TB) {
 	t.Helper()
 	for {
 		out, err := k.Kubectl(ctx, nil, "get", "node", k.NodeName,

@@ -114,7 +114,7 @@ func FreeAddress() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func freeAddr(t testing.TB) string {
+func freeAddr(t TB) string {
 	t.Helper()
 	addr, err := FreeAddress()
 	if err != nil {

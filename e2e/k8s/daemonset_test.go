@@ -38,7 +38,7 @@ const (
 )
 
 // The sandbox image kubelet 1.37 asks for, and containerd 2.x's default.
-var pauseImages = []string{"registry.k8s.io/pause:3.10.2", "registry.k8s.io/pause:3.10.1"}
+var pauseImages = harness.SandboxImages()
 
 // TestDaemonSet deploys deploy/ with kubectl apply -k on a single-node
 // cluster whose containerd is private to the test, running the image archive
@@ -119,7 +119,7 @@ func TestDaemonSet(t *testing.T) {
 
 	// libcni's cache, which containerd's CNI library keeps outside its
 	// configuration; removed at the end if the test made it.
-	removeIfMade := madeDirs("/var/lib/cni/results", "/var/lib/cni")
+	removeIfMade := harness.MadeDirs("/var/lib/cni/results", "/var/lib/cni")
 	// The node's images and state directories, removed after the pods.
 	imagesDir, stateDir := t.TempDir(), t.TempDir()
 	// The app's archive, held until the test has seen its pod wait.
@@ -256,12 +256,9 @@ func TestDaemonSet(t *testing.T) {
 // static binary into dir.
 func buildStatic(t *testing.T, dir, pkg string) string {
 	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-	cmd.Dir = moduleRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	out, err := harness.BuildStatic(dir, pkg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -321,32 +318,10 @@ func shareMount(t *testing.T, dir string) {
 const bridgeName = "imagedrop-e2e"
 
 // writeCNIConfig writes the pod network: a bridge with host-local addresses
-// and port mappings (containerd adds the loopback itself), its address
-// leases in ipamDir.
+// and port mappings, its address leases in ipamDir.
 func writeCNIConfig(t *testing.T, confDir, ipamDir string) {
 	t.Helper()
-	conf := fmt.Sprintf(`{
-  "cniVersion": "1.0.0",
-  "name": "imagedrop-e2e",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": %q,
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [[{"subnet": "10.244.77.0/24"}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": %q
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-`, bridgeName, ipamDir)
-	if err := os.WriteFile(filepath.Join(confDir, "10-imagedrop-e2e.conflist"), []byte(conf), 0o644); err != nil {
+	if err := harness.WriteCNIConfig(confDir, ipamDir, bridgeName, "10.244.77.0/24"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -354,27 +329,8 @@ func writeCNIConfig(t *testing.T, confDir, ipamDir string) {
 // removeBridge deletes the bridge the CNI plugin made on the host.
 func removeBridge(t *testing.T) {
 	t.Helper()
-	if _, err := net.InterfaceByName(bridgeName); err != nil {
-		return
-	}
-	if out, err := exec.Command("ip", "link", "delete", bridgeName).CombinedOutput(); err != nil {
-		t.Logf("delete bridge %s: %v %s", bridgeName, err, out)
-	}
-}
-
-// madeDirs returns a function that removes those of dirs (deepest first)
-// that do not exist now, once they are empty.
-func madeDirs(dirs ...string) func() {
-	var made []string
-	for _, d := range dirs {
-		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
-			made = append(made, d)
-		}
-	}
-	return func() {
-		for _, d := range made {
-			_ = os.Remove(d) // only if empty
-		}
+	if err := harness.RemoveBridge(bridgeName); err != nil {
+		t.Log(err)
 	}
 }
 

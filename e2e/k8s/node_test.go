@@ -50,7 +50,7 @@ func startNode(ctx context.Context, t *testing.T, work, imagedropBin string, arc
 		t.Fatalf("imagedrop import: %v\n%s", err, out)
 	}
 
-	removeIfMade := madeDirs("/var/lib/cni/results", "/var/lib/cni")
+	removeIfMade := harness.MadeDirs("/var/lib/cni/results", "/var/lib/cni")
 	n := &node{c: c, imagesDir: t.TempDir(), stateDir: t.TempDir()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
