@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // The import of an archive's blobs and index (importIndex below, and
@@ -60,23 +61,46 @@ type ingester struct {
 
 // importIndex reads the tar stream r into the content store and returns the
 // entries of the index of the images it holds, as archive.ImportIndex does.
+//
+// Each blob is committed (containerd syncs it to disk, moves it into the
+// store and records it) while the stream goes on to the next, up to
+// commitsInFlight at once: the commits of an archive of many small blobs
+// would otherwise take as long as writing them. All are done before the
+// index is made.
 func (in ingester) importIndex(ctx context.Context, r io.Reader) ([]ocispec.Descriptor, error) {
 	tr := tar.NewReader(r)
 	c := newContents(in.maxJSON, in.maxEntries)
 	var bufs chunks
+	commits, cctx := errgroup.WithContext(ctx)
+	commits.SetLimit(commitsInFlight)
 	err := c.walk(tr, func(hdr *tar.Header, name string) error {
-		dgst, err := in.writeBlob(ctx, tr, hdr.Size, "tar-"+name, digestOfName(name), &bufs)
+		dgst, commit, err := in.sendBlob(cctx, tr, hdr.Size, "tar-"+name, digestOfName(name), &bufs)
 		if err != nil {
 			return fmt.Errorf("store %q: %w", hdr.Name, err)
 		}
 		c.blobs[name] = ocispec.Descriptor{Digest: dgst, Size: hdr.Size}
+		commits.Go(func() error {
+			if err := commit(); err != nil {
+				return fmt.Errorf("store %q: %w", hdr.Name, err)
+			}
+			return nil
+		})
 		return nil
 	})
+	// A failed commit stops the walk (its context is cancelled): its error
+	// is the one that says why.
+	if cerr := commits.Wait(); cerr != nil {
+		return nil, cerr
+	}
 	if err != nil {
 		return nil, err
 	}
 	return in.index(ctx, c)
 }
+
+// commitsInFlight is how many blobs of a stream are committed at once (see
+// importIndex).
+const commitsInFlight = 4
 
 // index returns the entries of the index of the images an archive holds,
 // from what its walk found: an OCI layout's index.json, or for a docker
@@ -110,15 +134,30 @@ func (c *contents) ociManifests() ([]ocispec.Descriptor, error) {
 // returns their digest, committing it with opts. With expected set and the
 // blob already in the store, r is skipped instead.
 func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, bufs *chunks, opts ...content.Opt) (digest.Digest, error) {
+	dgst, commit, err := in.sendBlob(ctx, r, size, ref, expected, bufs, opts...)
+	if err != nil {
+		return "", err
+	}
+	return dgst, commit()
+}
+
+// sendBlob is writeBlob up to the commit: it sends the size bytes of r (or
+// skips them, for a blob the store has) and returns their digest, and the
+// commit that ends the blob's write, which must be called. r has been read
+// to the blob's end once it returns, so a stream can go on to the next
+// blob while this one is committed.
+func (in ingester) sendBlob(ctx context.Context, r io.Reader, size int64, ref string, expected digest.Digest, bufs *chunks, opts ...content.Opt) (digest.Digest, func() error, error) {
+	done := func() error { return nil }
 	w, present, err := in.open(ctx, ref, size, expected)
 	switch {
 	case err != nil:
-		return "", err
+		return "", nil, err
 	case present:
-		return expected, readFailure(skip(r))
+		return expected, done, readFailure(skip(r))
 	}
+	handedOn := false // to the commit returned, which closes w
 	defer func() {
-		if w != nil { // nil if reopening it failed or found the blob present
+		if w != nil && !handedOn { // nil if reopening it failed or found the blob present
 			w.close()
 		}
 	}()
@@ -133,41 +172,45 @@ func (in ingester) writeBlob(ctx context.Context, r io.Reader, size int64, ref s
 		if expected != "" && w.offset == size {
 			err := in.commit(ctx, w, ref, size, expected, opts...)
 			if err == nil {
-				return expected, readFailure(skip(r))
+				return expected, done, readFailure(skip(r))
 			}
 			if !errdefs.IsFailedPrecondition(err) {
-				return "", err
+				return "", nil, err
 			}
 		}
 		w.close()
 		if err := in.cs.Abort(ctx, ref); err != nil && !errdefs.IsNotFound(err) {
-			return "", fmt.Errorf("drop the interrupted ingest %s: %w", ref, err)
+			return "", nil, fmt.Errorf("drop the interrupted ingest %s: %w", ref, err)
 		}
 		w, present, err = in.open(ctx, ref, size, expected)
 		switch {
 		case err != nil:
-			return "", err
+			return "", nil, err
 		case present:
-			return expected, readFailure(skip(r))
+			return expected, done, readFailure(skip(r))
 		}
 	}
 
 	dgst, err := w.copy(r, size, bufs)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if expected != "" && dgst != expected {
-		return "", invalid(fmt.Errorf("content of %s has digest %s: %w", expected, dgst, errdefs.ErrFailedPrecondition))
+		return "", nil, invalid(fmt.Errorf("content of %s has digest %s: %w", expected, dgst, errdefs.ErrFailedPrecondition))
 	}
-	// A blob committed under the import's lease is held by it; one that is
-	// there already is not, and is added to the lease before the commit, so
-	// that it cannot be collected in between.
-	if _, err := in.cs.Info(ctx, dgst); err == nil {
-		if err := in.hold(ctx, dgst); err != nil {
-			return "", err
+	handedOn = true
+	return dgst, func() error {
+		defer w.close()
+		// A blob committed under the import's lease is held by it; one
+		// that is there already is not, and is added to the lease before
+		// the commit, so that it cannot be collected in between.
+		if _, err := in.cs.Info(ctx, dgst); err == nil {
+			if err := in.hold(ctx, dgst); err != nil {
+				return err
+			}
 		}
-	}
-	return dgst, in.commit(ctx, w, ref, size, dgst, opts...)
+		return in.commit(ctx, w, ref, size, dgst, opts...)
+	}, nil
 }
 
 // open opens the write session of the blob ref, or reports it present when
