@@ -587,3 +587,36 @@ func TestDistributionSourceLabelBounded(t *testing.T) {
 		t.Errorf("label %s is %d bytes and names %q…; want at most 4096 with the first repositories", key, len(key)+len(v), v[:min(len(v), 80)])
 	}
 }
+
+// TestDistributionSourceSharedLayer imports two images of one archive that
+// share their base layer: that layer names both repositories, each image's
+// own layer only its own.
+func TestDistributionSourceSharedLayer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	base := map[string]string{"etc/base": "shared"}
+	a := harness.NewImage("example.com/team/a:1", node, base, map[string]string{"a": "a"})
+	b := harness.NewImage("example.com/team/b:1", node, base, map[string]string{"b": "b"})
+	if _, err := e.importer().ImportArchive(e.ctx(), e.write("two.tar", harness.DockerSaveBytes(a, b))); err != nil {
+		t.Fatalf("ImportArchive: %v", err)
+	}
+	key := "containerd.io/distribution.source.example.com"
+	for _, c := range []struct {
+		layer []byte
+		want  string
+	}{
+		{a.Layers[0], "team/a,team/b"},
+		{a.Layers[1], "team/a"},
+		{b.Layers[1], "team/b"},
+	} {
+		info, err := e.client.ContentStore().Info(e.ctx(), digest.FromBytes(c.layer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Split(info.Labels[key], ",")
+		slices.Sort(got)
+		if strings.Join(got, ",") != c.want {
+			t.Errorf("layer %s: label %s = %q, want %q", digest.FromBytes(c.layer), key, info.Labels[key], c.want)
+		}
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // normalizeReference turns "busybox" into "docker.io/library/busybox:latest"
@@ -99,10 +101,8 @@ func (im *Importer) store(ctx context.Context, found []images.Image, source stri
 	}
 	all = dedupeImages(all)
 
-	for _, img := range found {
-		if err := im.labelDistributionSource(ctx, img, all); err != nil {
-			return nil, 0, err
-		}
+	if err := im.labelDistributionSources(ctx, found, all); err != nil {
+		return nil, 0, err
 	}
 
 	var created []string
@@ -178,10 +178,49 @@ func (im *Importer) rollback(ctx context.Context, names []string) {
 	}
 }
 
-// labelDistributionSource sets containerd.io/distribution.source.<registry>
-// on every blob of img for each name it is stored under, as a pull would:
-// <registry> is the registry's host without its port, like containerd's.
-func (im *Importer) labelDistributionSource(ctx context.Context, img images.Image, all []images.Image) error {
+// labelDistributionSources sets containerd.io/distribution.source.<registry>
+// on every blob of each image of found for each name in all it is stored
+// under, as a pull would: <registry> is the registry's host without its
+// port, like containerd's. A blob images share (a base layer) is labelled
+// once, with every repository; the blobs are labelled a few at once.
+func (im *Importer) labelDistributionSources(ctx context.Context, found, all []images.Image) error {
+	cs := im.client.ContentStore()
+	var order []digest.Digest
+	want := map[digest.Digest]map[string][]string{} // blob → label key → repositories
+	for _, img := range found {
+		descs, err := imageBlobs(ctx, cs, img)
+		if err != nil {
+			return err
+		}
+		sources := distributionSources(img, all)
+		for _, d := range descs {
+			if want[d.Digest] == nil {
+				want[d.Digest] = map[string][]string{}
+				order = append(order, d.Digest)
+			}
+			for key, repos := range sources {
+				for _, r := range repos {
+					if !slices.Contains(want[d.Digest][key], r) {
+						want[d.Digest][key] = append(want[d.Digest][key], r)
+					}
+				}
+			}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(labelWriters)
+	for _, d := range order {
+		g.Go(func() error { return labelSources(gctx, cs, d, want[d]) })
+	}
+	return g.Wait()
+}
+
+// labelWriters is how many blobs labelDistributionSources labels at once.
+const labelWriters = 4
+
+// distributionSources are the repositories of the names in all that img's
+// target is stored under, by label key.
+func distributionSources(img images.Image, all []images.Image) map[string][]string {
 	sources := map[string][]string{} // label key → repositories
 	for _, a := range all {
 		if a.Target.Digest != img.Target.Digest {
@@ -195,7 +234,12 @@ func (im *Importer) labelDistributionSource(ctx context.Context, img images.Imag
 		key := labelDistributionSource + host
 		sources[key] = append(sources[key], reference.Path(named))
 	}
-	cs := im.client.ContentStore()
+	return sources
+}
+
+// imageBlobs returns the descriptors of img's target and of everything it
+// references that the store holds manifests of.
+func imageBlobs(ctx context.Context, cs content.Store, img images.Image) ([]ocispec.Descriptor, error) {
 	var descs []ocispec.Descriptor
 	walk := func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 		descs = append(descs, desc)
@@ -206,46 +250,50 @@ func (im *Importer) labelDistributionSource(ctx context.Context, img images.Imag
 		return children, err
 	}
 	if err := images.Walk(ctx, images.HandlerFunc(walk), img.Target); err != nil {
-		return fmt.Errorf("walk %s: %w", img.Name, err)
+		return nil, fmt.Errorf("walk %s: %w", img.Name, err)
 	}
-	for _, d := range descs {
-		info, err := cs.Info(ctx, d.Digest)
-		if errdefs.IsNotFound(err) {
-			continue // a platform or layer that is not in the archive
-		}
-		if err != nil {
-			return fmt.Errorf("content info %s: %w", d.Digest, err)
-		}
-		update := content.Info{Digest: d.Digest, Labels: map[string]string{}}
-		var paths []string
-		for key, repos := range sources {
-			have := splitNonEmpty(info.Labels[key])
-			merged := have
-			size := len(key) + len(info.Labels[key])
-			for _, r := range repos {
-				if slices.Contains(merged, r) {
-					continue
-				}
-				// The label is a hint for mirrors; once containerd's bound
-				// on a label is reached (a blob that thousands of
-				// repositories share), it keeps the repositories it has.
-				if size+len(r)+1 > maxLabelSize {
-					break
-				}
-				merged = append(merged, r)
-				size += len(r) + 1
+	return descs, nil
+}
+
+// labelSources adds the repositories of sources (by label key) to the
+// labels of the blob d, up to containerd's bound on a label.
+func labelSources(ctx context.Context, cs content.Store, d digest.Digest, sources map[string][]string) error {
+	info, err := cs.Info(ctx, d)
+	if errdefs.IsNotFound(err) {
+		return nil // a platform or layer that is not in the archive
+	}
+	if err != nil {
+		return fmt.Errorf("content info %s: %w", d, err)
+	}
+	update := content.Info{Digest: d, Labels: map[string]string{}}
+	var paths []string
+	for key, repos := range sources {
+		have := splitNonEmpty(info.Labels[key])
+		merged := have
+		size := len(key) + len(info.Labels[key])
+		for _, r := range repos {
+			if slices.Contains(merged, r) {
+				continue
 			}
-			if len(merged) != len(have) {
-				update.Labels[key] = strings.Join(merged, ",")
-				paths = append(paths, "labels."+key)
+			// The label is a hint for mirrors; once containerd's bound
+			// on a label is reached (a blob that thousands of
+			// repositories share), it keeps the repositories it has.
+			if size+len(r)+1 > maxLabelSize {
+				break
 			}
+			merged = append(merged, r)
+			size += len(r) + 1
 		}
-		if len(paths) == 0 {
-			continue
+		if len(merged) != len(have) {
+			update.Labels[key] = strings.Join(merged, ",")
+			paths = append(paths, "labels."+key)
 		}
-		if _, err := cs.Update(ctx, update, paths...); err != nil {
-			return fmt.Errorf("label content %s: %w", d.Digest, err)
-		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	if _, err := cs.Update(ctx, update, paths...); err != nil {
+		return fmt.Errorf("label content %s: %w", d, err)
 	}
 	return nil
 }
