@@ -71,7 +71,8 @@
 //     write requests are encoded around their data by a gRPC codec of this
 //     package (writecodec.go), so gRPC sends from imagedrop's own buffer
 //     instead of copying it. A blob an interrupted import left half-written
-//     is dropped and written anew.
+//     is dropped and written anew. In a stream, a blob is committed (synced
+//     to disk by containerd) while the next is read, up to four at once.
 //  6. Skip what containerd holds (ingest.go). A blob containerd already has,
 //     in this namespace or another, is neither written nor read when its
 //     digest is known before its data: blobs an OCI layout or a docker
@@ -91,7 +92,8 @@
 //     imagedrop.io/source=<file name>. Its blobs get
 //     containerd.io/distribution.source.<registry>=<repository> as
 //     containerd's pull sets them, so a node-local mirror such as Spegel can
-//     serve imported images to other nodes.
+//     serve imported images to other nodes: once per blob, with the
+//     repositories of every image of the archive that holds it.
 //  9. Retag. For each extra registry R, domain/path:tag is also stored as
 //     R/path:tag, skipping a registry the image already lives under.
 //  10. Unpack the node's platform into the configured snapshotter, so that
