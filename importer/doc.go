@@ -37,7 +37,7 @@
 //	                    (SidecarOf), a missing sidecar waited for
 //	verify_check.go     the check a file's bytes stream through as they are
 //	                    read: checksums and detached signatures
-//	verify_bundle.go    Sigstore bundles, offline; streamed Ed25519
+//	verify_bundle.go    Sigstore bundles, offline, by sigstore-go; streamed Ed25519
 //
 // And an image list:
 //
