@@ -38,7 +38,7 @@
 //	verify_check.go     the check a file's bytes stream through as they are
 //	                    read: checksums and detached signatures
 //	hashpipe.go         the check's hashes, in a goroutine beside the stream
-//	verify_bundle.go    Sigstore bundles, offline; streamed Ed25519
+//	verify_bundle.go    Sigstore bundles, offline, by sigstore-go; streamed Ed25519
 //
 // And an image list:
 //

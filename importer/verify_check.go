@@ -32,9 +32,10 @@ type fileCheck struct {
 	pure   []hash.Hash // per key: SHA-512 of R‖A‖file for pure Ed25519, or nil
 	w      *hashPipe   // to the hashes
 
-	want []byte // the SHA-256 the sidecar gives, if it gives one
-	sig  []byte // a signature over the file (detached or messageSignature)
-	dsse *dsseEnvelope
+	want    []byte // the SHA-256 the sidecar gives, if it gives one
+	want512 []byte // the SHA-512 a bundle gives, if it gives one
+	sig     []byte // a signature over the file (detached or messageSignature)
+	bundle  *sigstoreBundle
 }
 
 // newFileCheck parses the sidecar data of the file named file.
@@ -89,20 +90,27 @@ func (c *fileCheck) verify(file string) (Verification, error) {
 	fail := func(result, format string, a ...any) (Verification, error) {
 		return v, unverified(result, "%s: %s", c.sidecar, fmt.Sprintf(format, a...))
 	}
+	var sum512 []byte
+	if c.sum512 != nil {
+		sum512 = c.sum512.Sum(nil)
+	}
 	if c.want != nil && !bytes.Equal(c.want, sum) {
 		return fail(VerifyTampered, "%s has sha256 %x, the sidecar says %x: the file was modified after it was signed", file, sum, c.want)
 	}
+	if c.want512 != nil && !bytes.Equal(c.want512, sum512) {
+		return fail(VerifyTampered, "%s has sha512 %x, the sidecar says %x: the file was modified after it was signed", file, sum512, c.want512)
+	}
 	var k *trustedKey
 	switch {
-	case c.dsse != nil:
+	case c.bundle != nil:
 		var result string
 		var err error
-		if k, result, err = c.dsse.verify(c.keys, sum); err != nil {
+		if k, result, err = c.verifyBundle(sum, sum512); err != nil {
 			return fail(result, "%v", err)
 		}
 	case c.sig != nil:
-		if k = c.matchKey(sum); k == nil {
-			result, reason := VerifyBadSignature, "the file was modified after it was signed, or signed by a key that is not trusted"
+		if k = c.matchKey(sum, sum512); k == nil {
+			result, reason := VerifyBadSignature, badSignature
 			if c.want != nil {
 				result, reason = VerifyUntrusted, "not signed by a trusted key"
 			}
@@ -115,14 +123,13 @@ func (c *fileCheck) verify(file string) (Verification, error) {
 	return v, nil
 }
 
+// badSignature is why a signature with no digest beside it does not verify.
+const badSignature = "the file was modified after it was signed, or signed by a key that is not trusted"
+
 // matchKey returns the trusted key c.sig is a signature of the file by:
 // ECDSA over its SHA-256, Ed25519ph over its SHA-512, or pure Ed25519 over
 // its bytes (cosign sign-blob makes either Ed25519 form, by version).
-func (c *fileCheck) matchKey(sum256 []byte) *trustedKey {
-	var sum512 []byte
-	if c.sum512 != nil {
-		sum512 = c.sum512.Sum(nil)
-	}
+func (c *fileCheck) matchKey(sum256, sum512 []byte) *trustedKey {
 	for i := range c.keys {
 		switch pub := c.keys[i].pub.(type) {
 		case *ecdsa.PublicKey:
@@ -140,18 +147,6 @@ func (c *fileCheck) matchKey(sum256 []byte) *trustedKey {
 		}
 	}
 	return nil
-}
-
-// verifySig reports whether sig is a signature of msg (held in memory) by k.
-func verifySig(k trustedKey, msg, sig []byte) bool {
-	switch pub := k.pub.(type) {
-	case *ecdsa.PublicKey:
-		d := sha256.Sum256(msg)
-		return ecdsa.VerifyASN1(pub, d[:], sig)
-	case ed25519.PublicKey:
-		return ed25519.Verify(pub, msg, sig)
-	}
-	return false
 }
 
 // parseChecksum returns the digest that sha256sum output gives for file:

@@ -28,7 +28,7 @@ func TestVerifiedImport(t *testing.T) {
 	t.Parallel()
 	keys := t.TempDir()
 	ec, ed := signtest.ECDSA(t, keys, "ec"), signtest.Ed25519(t, keys, "ed")
-	stranger := signtest.ECDSA(t, keys, "stranger")
+	stranger, strangerEd := signtest.ECDSA(t, keys, "stranger"), signtest.Ed25519(t, keys, "stranger-ed")
 	img := harness.NewImage("example.com/verify/app:1", node, map[string]string{"etc/app": "app"})
 	plain := harness.DockerSaveBytes(img)
 	other := harness.DockerSaveBytes(harness.NewImage("example.com/verify/app:1", node, map[string]string{"etc/app": "evil"}))
@@ -53,13 +53,21 @@ func TestVerifiedImport(t *testing.T) {
 		}, false, ed.FP, ""},
 		{"bundle", "lz4", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ec.Bundle(t, d) }, false, ec.FP, ""},
 		{"dsse bundle", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ed.DSSEBundle(t, d) }, false, ed.FP, ""},
+		{"ecdsa dsse bundle", "zstd", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ec.DSSEBundle(t, d) }, false, ec.FP, ""},
+		{"ed25519ph bundle", "gzip", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ed.Bundle(t, d) }, false, ed.FP, ""},
+		{"pure ed25519 bundle", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ed.PureEd25519Bundle(t, d) }, false, ed.FP, ""},
 
 		{"checksum tampered", "none", importer.PolicyChecksum, ".sha256", func(d []byte) []byte { return signtest.SHA256Sum(d, "a.tar") }, true, "", "the file was modified after it was signed"},
 		{"sig tampered", "gzip", importer.PolicySignature, ".sig", func(d []byte) []byte { return ec.SigFile(t, d) }, true, "", "does not verify with any of the 2 trusted keys"},
 		{"bundle tampered", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ec.Bundle(t, d) }, true, "", "the file was modified after it was signed"},
+		{"ed25519ph bundle tampered", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ed.Bundle(t, d) }, true, "", "has sha512"},
+		{"pure ed25519 bundle tampered", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ed.PureEd25519Bundle(t, d) }, true, "", "the file was modified after it was signed, or signed by a key that is not trusted"},
 		{"dsse tampered", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ed.DSSEBundle(t, d) }, true, "", "the file was modified after it was signed"},
 		{"sig untrusted", "none", importer.PolicySignature, ".sig", func(d []byte) []byte { return stranger.SigFile(t, d) }, false, "", "does not verify with any of the 2 trusted keys"},
 		{"bundle untrusted", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return stranger.Bundle(t, d) }, false, "", "not signed by a trusted key"},
+		{"ed25519ph bundle untrusted", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return strangerEd.Bundle(t, d) }, false, "", "not signed by a trusted key"},
+		{"pure ed25519 bundle untrusted", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return strangerEd.PureEd25519Bundle(t, d) }, false, "", "or signed by a key that is not trusted"},
+		{"certificate bundle", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return ec.CertBundle(t, d) }, false, "", "the bundle carries a certificate, not a public key"},
 		{"dsse untrusted", "none", importer.PolicySignature, ".sigstore.json", func(d []byte) []byte { return stranger.DSSEBundle(t, d) }, false, "", "DSSE envelope not signed by any of the 2 trusted keys"},
 		{"checksum malformed", "none", importer.PolicyChecksum, ".sha256", func([]byte) []byte { return []byte("abc  a.tar\n") }, false, "", "a.tar.sha256: malformed: line 1"},
 		{"checksum other name", "none", importer.PolicyChecksum, ".sha256", func(d []byte) []byte { return signtest.SHA256Sum(d, "b.tar") }, false, "", `no line for a.tar (it names "b.tar")`},
@@ -262,5 +270,37 @@ func TestVerifyKeys(t *testing.T) {
 	cfg.Verify = "maybe"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "want off, checksum or signature") {
 		t.Errorf("Validate with verify maybe: %v", err)
+	}
+}
+
+// TestVerifyBundleTlogEntry verifies a bundle that carries a Rekor entry
+// (npm's publish attestation, testdata/sigstore) offline: the entry is
+// neither required nor looked up. Its envelope verifies with npm's key,
+// then names another artifact's digest than the file's; with only another
+// key trusted, it is not signed by a trusted key.
+func TestVerifyBundleTlogEntry(t *testing.T) {
+	t.Parallel()
+	bundle, err := os.ReadFile("testdata/sigstore/npm-publish.sigstore.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := signtest.ECDSA(t, t.TempDir(), "other")
+	data := harness.DockerSaveBytes(harness.NewImage("example.com/verify/npm:1", node, map[string]string{"etc/npm": "npm"}))
+	for _, tt := range []struct {
+		key, want string
+	}{
+		{"testdata/sigstore/npm-publish.pub", "the signed statement names no subject of sha256"},
+		{other.Pub, "DSSE envelope not signed by any of the 1 trusted keys"},
+	} {
+		t.Run(filepath.Base(tt.key), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			path := e.write("n.tar", data)
+			e.write("n.tar.sigstore.json", bundle)
+			im := e.importer(func(c *importer.Config) {
+				c.Verify, c.VerifyKeys = importer.PolicySignature, []string{tt.key}
+			})
+			e.refused(im, path, data, tt.want)
+		})
 	}
 }

@@ -4,6 +4,7 @@
 package signtest
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -12,15 +13,23 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
+
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	"github.com/sigstore/sigstore-go/pkg/sign"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Signer is a key a test signs with, and its public key file.
@@ -96,24 +105,24 @@ func (s Signer) SigFile(t testing.TB, data []byte) []byte {
 }
 
 // Bundle is a Sigstore bundle (v0.3) of data's messageSignature by s, with
-// no transparency-log entry, as cosign sign-blob --bundle --tlog-upload=false
-// writes it.
+// no transparency-log entry, made by sigstore-go's sign package as cosign
+// sign-blob --bundle --tlog-upload=false makes it: ECDSA over the SHA-256
+// of data, Ed25519ph over its SHA-512.
 func (s Signer) Bundle(t testing.TB, data []byte) []byte {
 	t.Helper()
-	d := sha256.Sum256(data)
-	b, _ := json.Marshal(map[string]any{
-		"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
-		"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": s.FP}},
-		"messageSignature": map[string]any{
-			"messageDigest": map[string]any{"algorithm": "SHA2_256", "digest": d[:]},
-			"signature":     s.Sign(t, data, false),
-		},
-	})
-	return b
+	return s.bundle(t, &sign.PlainData{Data: data}, true)
+}
+
+// PureEd25519Bundle is a bundle of data's messageSignature by s (an
+// Ed25519 key) with pure Ed25519, over data itself.
+func (s Signer) PureEd25519Bundle(t testing.TB, data []byte) []byte {
+	t.Helper()
+	return s.bundle(t, &sign.PlainData{Data: data}, false)
 }
 
 // DSSEBundle is a Sigstore bundle whose DSSE envelope, signed by s, holds
-// an in-toto statement naming data's SHA-256 (cosign attest-blob).
+// an in-toto statement naming data's SHA-256 (cosign attest-blob), made by
+// sigstore-go's sign package.
 func (s Signer) DSSEBundle(t testing.TB, data []byte) []byte {
 	t.Helper()
 	d := sha256.Sum256(data)
@@ -122,13 +131,102 @@ func (s Signer) DSSEBundle(t testing.TB, data []byte) []byte {
 		"subject":       []map[string]any{{"name": "x", "digest": map[string]string{"sha256": hex.EncodeToString(d[:])}}},
 		"predicateType": "https://example.com/p", "predicate": map[string]any{},
 	})
-	const typ = "application/vnd.in-toto+json"
-	pae := fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(typ), typ, len(stmt), stmt)
-	b, _ := json.Marshal(map[string]any{
-		"mediaType":    "application/vnd.dev.sigstore.bundle.v0.3+json",
-		"dsseEnvelope": map[string]any{"payload": stmt, "payloadType": typ, "signatures": []map[string]any{{"sig": s.Sign(t, pae, false)}}},
-	})
-	return b
+	return s.bundle(t, &sign.DSSEData{Data: stmt, PayloadType: "application/vnd.in-toto+json"}, false)
+}
+
+// CertBundle is a bundle of data's messageSignature by s that carries a
+// self-signed certificate of s's key instead of a key hint, as a keyless
+// (Fulcio) signature carries its certificate.
+func (s Signer) CertBundle(t testing.TB, data []byte) []byte {
+	t.Helper()
+	return s.bundle(t, &sign.PlainData{Data: data}, true, selfSigned{s})
+}
+
+// bundle signs content with s into a JSON bundle, with no transparency
+// log or timestamp authority, and a certificate from certs if not nil:
+// else the key alone. ph chooses Ed25519ph over pure Ed25519 for an
+// Ed25519 key.
+func (s Signer) bundle(t testing.TB, content sign.Content, ph bool, certs ...sign.CertificateProvider) []byte {
+	t.Helper()
+	var opts sign.BundleOptions
+	if len(certs) > 0 {
+		opts.CertificateProvider = certs[0]
+	}
+	b, err := sign.Bundle(content, s.keypair(t, ph), opts)
+	if err != nil {
+		t.Fatalf("sign bundle: %v", err)
+	}
+	data, err := protojson.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// selfSigned is a certificate provider that issues a Signer's key a
+// certificate signed by that key.
+type selfSigned struct{ s Signer }
+
+func (c selfSigned) GetCertificate(context.Context, sign.Keypair, *sign.CertificateProviderOptions) ([]byte, error) {
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signtest"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, c.s.Priv.Public(), c.s.Priv)
+}
+
+// keypair is s as sigstore-go's sign package takes a key.
+func (s Signer) keypair(t testing.TB, ph bool) sign.Keypair {
+	t.Helper()
+	alg := protocommon.PublicKeyDetails_PKIX_ECDSA_P256_SHA_256
+	if _, ok := s.Priv.(ed25519.PrivateKey); ok {
+		alg = protocommon.PublicKeyDetails_PKIX_ED25519
+		if ph {
+			alg = protocommon.PublicKeyDetails_PKIX_ED25519_PH
+		}
+	}
+	details, err := signature.GetAlgorithmDetails(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keypair{s, details}
+}
+
+// keypair is a Signer's key as a sign.Keypair, whose hint is its
+// fingerprint.
+type keypair struct {
+	s   Signer
+	alg signature.AlgorithmDetails
+}
+
+var _ sign.Keypair = keypair{}
+
+func (k keypair) GetHashAlgorithm() protocommon.HashAlgorithm { return k.alg.GetProtoHashType() }
+func (k keypair) GetSigningAlgorithm() protocommon.PublicKeyDetails {
+	return k.alg.GetSignatureAlgorithm()
+}
+func (k keypair) GetHint() []byte                { return []byte(k.s.FP) }
+func (k keypair) GetKeyAlgorithm() string        { return "" }
+func (k keypair) GetPublicKey() crypto.PublicKey { return k.s.Priv.Public() }
+
+func (k keypair) GetPublicKeyPem() (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(k.s.Priv.Public())
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), err
+}
+
+// SignData signs data as sign.EphemeralKeypair does: its digest, but for
+// pure Ed25519, which signs data itself.
+func (k keypair) SignData(_ context.Context, data []byte) ([]byte, []byte, error) {
+	hf := k.alg.GetHashType()
+	signed := data
+	if hf != crypto.Hash(0) {
+		h := hf.New()
+		h.Write(data)
+		signed = h.Sum(nil)
+	}
+	sig, err := k.s.Priv.Sign(rand.Reader, signed, hf)
+	return sig, signed, err
 }
 
 // OpenSSLSig is the .sig sidecar of the file at path that the openssl
