@@ -20,6 +20,12 @@ const maxQueuedEvents = "/proc/sys/fs/inotify/max_queued_events"
 // made), so that events are lost: the rescan finds every file, each is
 // imported exactly once, and imagedrop's memory and /status stay bounded.
 func TestFloodOverflowsInotify(t *testing.T) {
+	// floodMaxRSS bounds the daemon's peak RSS through the flood. The
+	// binary is built with the race detector, whose shadow memory grows
+	// with the heap the collector has not yet reclaimed: on a 2-core
+	// machine also running other tests it peaked at 150–167 MiB, quiet at
+	// under 160 MiB. A leak of the files' state would pass it by far.
+	const floodMaxRSS = 192 << 20
 	if os.Geteuid() != 0 {
 		if harness.InCI() {
 			t.Fatal("lowering fs.inotify.max_queued_events needs root, which CI has")
@@ -88,8 +94,8 @@ func TestFloodOverflowsInotify(t *testing.T) {
 	if err != nil || len(body) > 1<<20 {
 		t.Errorf("/status of %d files is %d bytes (%v), want at most 1 MiB", files, len(body), err)
 	}
-	if hwm := vmHWM(t, d.cmd.Process.Pid); hwm > 160<<20 {
-		t.Errorf("imagedrop's peak RSS after %d files is %d MiB, want at most 160 MiB", files, hwm>>20)
+	if hwm := vmHWM(t, d.cmd.Process.Pid); hwm > floodMaxRSS {
+		t.Errorf("imagedrop's peak RSS after %d files is %d MiB, want at most %d MiB", files, hwm>>20, floodMaxRSS>>20)
 	}
 }
 
