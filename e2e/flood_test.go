@@ -24,7 +24,7 @@ func TestFloodOverflowsInotify(t *testing.T) {
 	// binary is built with the race detector, whose shadow memory grows
 	// with the heap the collector has not yet reclaimed: on a 2-core
 	// machine also running other tests it peaked at 150–167 MiB, quiet at
-	// under 160 MiB. A leak of the files' state would pass it by far.
+	// under 160 MiB.
 	const floodMaxRSS = 192 << 20
 	if os.Geteuid() != 0 {
 		if harness.InCI() {
