@@ -17,11 +17,16 @@ func TestHashPipe(t *testing.T) {
 		data[i] = byte(rng.Uint32())
 	}
 	want := sha256.Sum256(data)
-	for _, size := range []int{1, 1000, hashPipeChunk - 1, hashPipeChunk, hashPipeChunk + 1, 5 * hashPipeChunk, len(data)} {
+	// 0 stands for writes of every size in turn, small buffers made first.
+	for _, size := range []int{1, 1000, hashPipeChunk - 1, hashPipeChunk, hashPipeChunk + 1, 5 * hashPipeChunk, len(data), 0} {
 		h := sha256.New()
 		p := newHashPipe(h)
-		for b := data; len(b) > 0; {
+		sizes := []int{1, 7, 1000, hashPipeChunk + 3, 4 * hashPipeChunk}
+		for i, b := 0, data; len(b) > 0; i++ {
 			n := min(size, len(b))
+			if size == 0 {
+				n = min(sizes[i%len(sizes)], len(b))
+			}
 			if k, err := p.Write(b[:n]); k != n || err != nil {
 				t.Fatalf("writes of %d: Write = %d, %v", size, k, err)
 			}
