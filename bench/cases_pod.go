@@ -162,7 +162,14 @@ func (p *podBench) drop(ctx context.Context, _ string) (sample, error) {
 
 // dropDone records the round: when imagedrop's /status showed the file
 // done, and whether kubelet found the image absent first.
+//
+// The Pod may run before the file is done: the image is there (and the
+// CRI unpacks what is not yet) before imagedrop has unpacked every image
+// and reported the file.
 func (p *podBench) dropDone(ctx context.Context, _ string) error {
+	if err := p.d.waitDone(ctx, 1, 2*time.Minute); err != nil {
+		return err
+	}
 	files, err := p.d.files(ctx)
 	if err != nil {
 		return err
