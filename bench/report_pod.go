@@ -58,11 +58,6 @@ func (p *podRuns) account() string {
 	if never > 0 {
 		fmt.Fprintf(&b, " In %d of %d imagedrop rounds kubelet had the Pod before the image was there, and reported the image absent (event ErrImageNeverPull) before it started the Pod.", never, len(p.drop))
 	}
-	if len(p.dropWait) > 0 {
-		fmt.Fprintf(&b, " With the Pod created once imagedrop's /status showed the archive done (polled every 50 ms), as ctr's is once its import returns: done %s after the rename, the Pod Running %s later, %s in all (medians).",
-			seconds(pick(p.dropWait, func(r podRun) time.Duration { return r.imported })), seconds(pick(p.dropWait, func(r podRun) time.Duration { return r.total - r.imported })),
-			seconds(pick(p.dropWait, func(r podRun) time.Duration { return r.total })))
-	}
 	late := 0
 	for _, d := range p.drop {
 		if d.total-d.imported >= 10*time.Second {
@@ -71,6 +66,11 @@ func (p *podRuns) account() string {
 	}
 	if late > 0 {
 		fmt.Fprintf(&b, " In %d of them the Pod started 10 s or more after the import was done: kubelet syncs a Pod whose sync failed again after a back-off of 10 s with up to 50%% jitter (backOffPeriod, pkg/kubelet/kubelet.go and pod_workers.go of Kubernetes 1.37), unless an event of the Pod's (its sandbox starting) brings the sync sooner; so a Pod created before its image is there starts either soon after the image or only after that back-off.", late)
+	}
+	if len(p.dropWait) > 0 {
+		fmt.Fprintf(&b, " With the Pod created once imagedrop's /status showed the archive done (polled every 50 ms), as ctr's is once its import returns: done %s after the rename, the Pod Running %s later, %s in all (medians).",
+			seconds(pick(p.dropWait, func(r podRun) time.Duration { return r.imported })), seconds(pick(p.dropWait, func(r podRun) time.Duration { return r.total - r.imported })),
+			seconds(pick(p.dropWait, func(r podRun) time.Duration { return r.total })))
 	}
 	b.WriteString("\n")
 	return b.String()
