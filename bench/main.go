@@ -67,6 +67,24 @@ type config struct {
 	scalingRounds int
 }
 
+// parseCases returns the cases -cases names; "bundle" stands for its four
+// variants.
+func parseCases(list string) map[string]bool {
+	cases := map[string]bool{}
+	for _, k := range strings.Split(list, ",") {
+		switch k = strings.TrimSpace(k); k {
+		case "":
+		case "bundle":
+			for _, v := range bundleVariants() {
+				cases[v.key] = true
+			}
+		default:
+			cases[k] = true
+		}
+	}
+	return cases
+}
+
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -107,18 +125,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	c.cases = map[string]bool{}
-	for _, k := range strings.Split(*cases, ",") {
-		switch k = strings.TrimSpace(k); k {
-		case "":
-		case "bundle":
-			for _, v := range bundleVariants() {
-				c.cases[v.key] = true
-			}
-		default:
-			c.cases[k] = true
-		}
-	}
+	c.cases = parseCases(*cases)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.quick {
