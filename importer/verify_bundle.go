@@ -76,7 +76,7 @@ func (c *fileCheck) parseBundle(data []byte) error {
 			return fmt.Errorf("dsseEnvelope has %d signatures, want 1", n)
 		}
 		if _, err := env.Statement(); err != nil {
-			return fmt.Errorf("DSSE payload is not an in-toto statement: %w", err)
+			return fmt.Errorf("DSSE payload is not an in-toto statement: %s", cut(err.Error(), 200))
 		}
 		sb.dsse = true
 		c.bundle = sb
