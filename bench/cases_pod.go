@@ -154,11 +154,9 @@ func (p *podBench) warmUp(ctx context.Context) error {
 // drop renames the archive into the watched directory, creates the Pod
 // and waits until it is Running.
 func (p *podBench) drop(ctx context.Context, _ string) (sample, error) {
-	p.start = time.Now()
-	if err := os.Rename(p.b.in.pod, filepath.Join(p.images, filepath.Base(p.b.in.pod))); err != nil {
+	if err := p.dropIn(); err != nil {
 		return sample{}, err
 	}
-	p.dropped = true
 	if err := p.runPod(ctx, p.nextPod(), podImage); err != nil {
 		return sample{}, err
 	}
@@ -187,16 +185,25 @@ func (p *podBench) dropDone(ctx context.Context, _ string) error {
 	return p.record(ctx, &p.runs.drop, p.cur)
 }
 
+// dropIn starts the round's clock and renames the archive into the watched
+// directory.
+func (p *podBench) dropIn() error {
+	p.start = time.Now()
+	if err := os.Rename(p.b.in.pod, filepath.Join(p.images, filepath.Base(p.b.in.pod))); err != nil {
+		return err
+	}
+	p.dropped = true
+	return nil
+}
+
 // dropThenPod renames the archive into the watched directory, waits until
 // imagedrop's /status shows it done (polled every 50 ms), then creates the
 // Pod and waits until it is Running: the Pod is created once the image is
 // there, as ctr's is.
 func (p *podBench) dropThenPod(ctx context.Context, _ string) (sample, error) {
-	p.start = time.Now()
-	if err := os.Rename(p.b.in.pod, filepath.Join(p.images, filepath.Base(p.b.in.pod))); err != nil {
+	if err := p.dropIn(); err != nil {
 		return sample{}, err
 	}
-	p.dropped = true
 	if err := p.d.waitDone(ctx, 1, 2*time.Minute); err != nil {
 		return sample{}, err
 	}
